@@ -1,0 +1,167 @@
+//! Shadow documents and the limits every stored document obeys.
+
+use serde_json::{Map, Value};
+
+/// A shadow document: always a JSON object.
+pub type Document = Map<String, Value>;
+
+/// Size and depth limits for a desired or reported document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentLimits {
+    /// Largest serialized size, in bytes.
+    pub max_bytes: usize,
+    /// Deepest nesting of objects and arrays; the document itself is level 1.
+    pub max_depth: usize,
+}
+
+impl Default for DocumentLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 * 1024,
+            max_depth: 16,
+        }
+    }
+}
+
+/// Why a value is not an acceptable document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// The value is not a JSON object.
+    #[error("the document must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// The serialized document is larger than allowed.
+    #[error("the document is {size} bytes, more than the limit of {limit} bytes")]
+    TooLarge {
+        /// Serialized size of the document.
+        size: usize,
+        /// The limit it broke.
+        limit: usize,
+    },
+    /// The document nests deeper than allowed.
+    #[error("the document nests {depth} levels deep, more than the limit of {limit}")]
+    TooDeep {
+        /// Nesting depth of the document.
+        depth: usize,
+        /// The limit it broke.
+        limit: usize,
+    },
+}
+
+/// The JSON type name of `value`, for error messages.
+pub fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Nesting depth of `value`: scalars are 0, an object or array is one more
+/// than its deepest member.
+pub fn depth(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+impl DocumentLimits {
+    /// Checks `doc` against the limits and returns its serialized form, so
+    /// callers that store or publish it do not serialize it twice.
+    pub fn check(&self, doc: &Document) -> Result<Vec<u8>, DocumentError> {
+        let depth = 1 + doc.values().map(depth).max().unwrap_or(0);
+        if depth > self.max_depth {
+            return Err(DocumentError::TooDeep {
+                depth,
+                limit: self.max_depth,
+            });
+        }
+        let bytes = serde_json::to_vec(doc).expect("a JSON map always serializes");
+        if bytes.len() > self.max_bytes {
+            return Err(DocumentError::TooLarge {
+                size: bytes.len(),
+                limit: self.max_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+/// Takes the object out of `value`, or says what it was instead.
+pub fn into_document(value: Value) -> Result<Document, DocumentError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(DocumentError::NotAnObject(type_name(&other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nested(levels: usize) -> Document {
+        let mut value = json!(1);
+        for _ in 1..levels {
+            value = json!({ "k": value });
+        }
+        into_document(json!({ "k": value })).unwrap()
+    }
+
+    #[test]
+    fn depth_counts_the_document_as_level_one() {
+        let limits = DocumentLimits::default();
+        assert!(limits.check(&nested(16)).is_ok());
+        assert_eq!(
+            limits.check(&nested(17)),
+            Err(DocumentError::TooDeep {
+                depth: 17,
+                limit: 16
+            })
+        );
+        let arrays = into_document(json!({"a": [[1]]})).unwrap();
+        let tight = DocumentLimits {
+            max_depth: 2,
+            ..limits
+        };
+        assert!(matches!(
+            tight.check(&arrays),
+            Err(DocumentError::TooDeep { depth: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn size_limit_is_exact() {
+        // {"k":"xxx"} is 8 bytes plus the string.
+        let limits = DocumentLimits {
+            max_bytes: 20,
+            max_depth: 16,
+        };
+        let fits = into_document(json!({ "k": "x".repeat(12) })).unwrap();
+        assert_eq!(limits.check(&fits).unwrap().len(), 20);
+        let over = into_document(json!({ "k": "x".repeat(13) })).unwrap();
+        assert_eq!(
+            limits.check(&over),
+            Err(DocumentError::TooLarge {
+                size: 21,
+                limit: 20
+            })
+        );
+    }
+
+    #[test]
+    fn only_objects_are_documents() {
+        assert_eq!(
+            into_document(json!([1])),
+            Err(DocumentError::NotAnObject("an array"))
+        );
+        assert_eq!(
+            into_document(json!(null)),
+            Err(DocumentError::NotAnObject("null"))
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! The shadowbox domain core: the vocabulary every other crate speaks.
+//!
+//! Pure data and rules, no I/O, so it is fast to test and safe to reuse:
+//!
+//! - [`id`]: validated [`TenantId`] and [`DeviceId`] that cannot inject MQTT
+//!   wildcards or topic levels;
+//! - [`document`]: shadow documents (JSON objects) and their size and depth
+//!   limits;
+//! - [`merge`]: RFC 7396 JSON merge patch;
+//! - [`delta`]: the desired parts that differ from reported;
+//! - [`topic`]: building and parsing `tenant/{t}/device/{d}/shadow/{kind}`;
+//! - [`payload`]: the MQTT wire payloads devices depend on.
+//!
+//! It depends on nothing of shadowbox; every other crate depends on it.
+
+pub mod delta;
+pub mod document;
+pub mod id;
+pub mod merge;
+pub mod payload;
+pub mod topic;
+
+pub use document::{Document, DocumentError, DocumentLimits};
+pub use id::{DeviceId, IdError, TenantId};

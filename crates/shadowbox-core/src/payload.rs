@@ -1,0 +1,192 @@
+//! The MQTT payloads of the contract.
+//!
+//! - desired (retained, QoS 1): `{"desired": {...}, "version": 7, "timestamp": "2026-11-27T04:00:00.000Z"}`
+//! - clear (retained, QoS 1): an empty payload
+//! - reported (from the device): `{"reported": {...}, "version": 7}`
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::document::{Document, DocumentError, DocumentLimits, into_document, type_name};
+
+#[derive(Serialize)]
+struct DesiredOut<'a> {
+    desired: &'a Document,
+    version: i64,
+    timestamp: String,
+}
+
+/// Encodes the retained desired payload for `version` of `desired`.
+pub fn encode_desired(desired: &Document, version: i64, at: DateTime<Utc>) -> Vec<u8> {
+    serde_json::to_vec(&DesiredOut {
+        desired,
+        version,
+        timestamp: at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    })
+    .expect("a JSON map always serializes")
+}
+
+/// A desired payload as a device reads it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DesiredMessage {
+    /// The whole desired document.
+    pub desired: Document,
+    /// Its version; a device ignores a version lower than one it applied.
+    pub version: i64,
+    /// When shadowbox published it.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// Decodes a retained desired payload; `Ok(None)` is a clear (empty payload).
+pub fn decode_desired(payload: &[u8]) -> Result<Option<DesiredMessage>, serde_json::Error> {
+    if payload.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_slice(payload).map(Some)
+}
+
+/// A reported-state message from a device, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedMessage {
+    /// The device's whole reported state.
+    pub reported: Document,
+    /// The desired version the device has applied.
+    pub version: i64,
+}
+
+/// Why a reported payload was refused; [`ReportedError::reason`] names it
+/// for metrics.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReportedError {
+    /// The payload is larger than the document limit allows.
+    #[error("payload is {size} bytes, more than the limit of {limit}")]
+    TooLarge {
+        /// Payload size.
+        size: usize,
+        /// The limit it broke.
+        limit: usize,
+    },
+    /// The payload is not JSON.
+    #[error("payload is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The payload is JSON but not an object.
+    #[error("payload must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// `reported` is missing.
+    #[error("payload has no \"reported\" field")]
+    MissingReported,
+    /// `reported` is not an object, or breaks the document limits.
+    #[error("\"reported\" is invalid: {0}")]
+    Document(DocumentError),
+    /// `version` is not a non-negative integer.
+    #[error("\"version\" must be a non-negative integer, got {0}")]
+    BadVersion(String),
+}
+
+impl ReportedError {
+    /// A short, stable label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::InvalidJson(_) => "invalid_json",
+            Self::NotAnObject(_) | Self::MissingReported => "invalid_shape",
+            Self::Document(DocumentError::NotAnObject(_)) => "reported_not_object",
+            Self::Document(_) => "document_limits",
+            Self::BadVersion(_) => "bad_version",
+        }
+    }
+}
+
+/// Decodes and validates a reported payload against `limits`.
+pub fn decode_reported(
+    payload: &[u8],
+    limits: &DocumentLimits,
+) -> Result<ReportedMessage, ReportedError> {
+    // The envelope adds a few bytes around the document; a payload far past
+    // the limit is refused before it is parsed.
+    let envelope_allowance = 256;
+    if payload.len() > limits.max_bytes + envelope_allowance {
+        return Err(ReportedError::TooLarge {
+            size: payload.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| ReportedError::InvalidJson(e.to_string()))?;
+    let Value::Object(mut envelope) = value else {
+        return Err(ReportedError::NotAnObject(type_name(&value)));
+    };
+    let version = match envelope.remove("version") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .filter(|v| *v >= 0)
+            .ok_or_else(|| ReportedError::BadVersion(n.to_string()))?,
+        Some(other) => return Err(ReportedError::BadVersion(type_name(&other).to_owned())),
+    };
+    let reported = envelope
+        .remove("reported")
+        .ok_or(ReportedError::MissingReported)?;
+    let reported = into_document(reported).map_err(ReportedError::Document)?;
+    limits.check(&reported).map_err(ReportedError::Document)?;
+    Ok(ReportedMessage { reported, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn desired_payload_matches_the_contract() {
+        let desired = into_document(json!({"rate": 5})).unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-11-27T04:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let bytes = encode_desired(&desired, 7, at);
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"desired":{"rate":5},"version":7,"timestamp":"2026-11-27T04:00:00.000Z"}"#
+        );
+        let decoded = decode_desired(&bytes).unwrap().unwrap();
+        assert_eq!((decoded.version, decoded.desired), (7, desired));
+        assert_eq!(decode_desired(b"").unwrap(), None);
+    }
+
+    #[test]
+    fn reported_payload_decodes_with_default_version() {
+        let limits = DocumentLimits::default();
+        let msg = decode_reported(br#"{"reported": {"rate": 4}, "version": 2}"#, &limits).unwrap();
+        assert_eq!(msg.version, 2);
+        assert_eq!(msg.reported, into_document(json!({"rate": 4})).unwrap());
+        let msg = decode_reported(br#"{"reported": {}}"#, &limits).unwrap();
+        assert_eq!(msg.version, 0);
+    }
+
+    #[test]
+    fn reported_payload_rejects_bad_input_with_a_reason() {
+        let limits = DocumentLimits {
+            max_bytes: 64,
+            max_depth: 3,
+        };
+        let cases: [(&[u8], &str); 9] = [
+            (b"not json", "invalid_json"),
+            (b"[1]", "invalid_shape"),
+            (br#"{"version": 1}"#, "invalid_shape"),
+            (br#"{"reported": [1]}"#, "reported_not_object"),
+            (br#"{"reported": {}, "version": -1}"#, "bad_version"),
+            (br#"{"reported": {}, "version": 1.5}"#, "bad_version"),
+            (br#"{"reported": {}, "version": "3"}"#, "bad_version"),
+            (
+                br#"{"reported": {"a": {"b": {"c": {}}}}}"#,
+                "document_limits",
+            ),
+            (&[b' '; 400], "too_large"),
+        ];
+        for (payload, reason) in cases {
+            let err = decode_reported(payload, &limits).unwrap_err();
+            assert_eq!(err.reason(), reason, "{}", String::from_utf8_lossy(payload));
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Tenant API keys, stored as hashes of their secrets.
+
+use shadowbox_core::TenantId;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::DbError;
+use crate::error::is_fk_violation;
+
+/// Stores a key's id and the hash of its secret for `tenant`.
+pub async fn insert_api_key(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    tenant: &TenantId,
+    secret_hash: &[u8],
+) -> Result<(), DbError> {
+    sqlx::query("INSERT INTO api_keys (id, tenant_id, secret_hash) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(tenant.as_str())
+        .bind(secret_hash)
+        .execute(db)
+        .await
+        .map_err(|e| match e {
+            e if is_fk_violation(&e, "api_keys_tenant_id_fkey") => DbError::TenantNotFound,
+            e => e.into(),
+        })?;
+    Ok(())
+}
+
+/// The tenant and secret hash of key `id`, if it exists.
+pub async fn find_api_key(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Option<(String, Vec<u8>)>> {
+    sqlx::query_as("SELECT tenant_id, secret_hash FROM api_keys WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}

@@ -1,0 +1,31 @@
+//! The shadowbox database layer: the PostgreSQL schema (the workspace's
+//! `migrations/`), its migrator, and every SQL query of the project.
+//!
+//! Functions that change state take `&mut PgConnection`, so a caller can
+//! compose them in one transaction it owns; reads take any executor. Other
+//! crates never write SQL of their own. Depends on `shadowbox-core` only.
+//!
+//! - [`connect`]: pool creation (creating the database if missing) and migrations;
+//! - [`tenants`] and [`api_keys`]: tenants and their hashed keys;
+//! - [`devices`]: registering, reading, listing and decommissioning devices,
+//!   and [`desired`], the one transaction that changes desired state and
+//!   enqueues its publish;
+//! - [`outbox`]: the outbox as operators see it (lists, retry, resync, purge);
+//! - [`relay`]: how relays claim and settle rows;
+//! - [`reported`]: the ingester's batched reported-state write.
+
+pub mod api_keys;
+pub mod connect;
+pub mod desired;
+pub mod devices;
+pub mod error;
+pub mod outbox;
+pub mod relay;
+pub mod reported;
+pub mod tenants;
+
+pub use connect::{MIGRATOR, connect, migrate};
+pub use error::DbError;
+
+/// The `LISTEN`/`NOTIFY` channel a committed outbox row is announced on.
+pub const OUTBOX_CHANNEL: &str = "shadowbox_outbox";

@@ -1,0 +1,272 @@
+//! The outbox as the API and operators see it: enqueueing (always inside
+//! the transaction that made the change), listing, reviving dead rows,
+//! resync and retention.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shadowbox_core::payload::encode_desired;
+use shadowbox_core::topic::{ShadowTopicKind, shadow_topic};
+use shadowbox_core::{DeviceId, Document, TenantId};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+
+use crate::{DbError, OUTBOX_CHANNEL};
+
+/// What an outbox row publishes.
+#[derive(Debug, Clone, Copy)]
+pub enum OutboxKind<'a> {
+    /// The whole desired document, retained.
+    Desired(&'a Document),
+    /// An empty retained payload: the device has no desired state any more.
+    Clear,
+}
+
+/// Inserts the outbox row for `version` of a device and wakes the relays
+/// (the notification is delivered when the caller's transaction commits).
+pub(crate) async fn enqueue(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    device: &DeviceId,
+    kind: OutboxKind<'_>,
+    version: i64,
+) -> sqlx::Result<i64> {
+    let (kind, payload) = match kind {
+        OutboxKind::Desired(doc) => ("desired", encode_desired(doc, version, Utc::now())),
+        OutboxKind::Clear => ("clear", Vec::new()),
+    };
+    sqlx::query_scalar(
+        "WITH ins AS (
+           INSERT INTO outbox (tenant_id, device_id, kind, topic, payload, version)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
+         SELECT ins.id FROM ins, LATERAL (SELECT pg_notify($7, '')) AS n",
+    )
+    .bind(tenant.as_str())
+    .bind(device.as_str())
+    .bind(kind)
+    .bind(shadow_topic(tenant, device, ShadowTopicKind::Desired))
+    .bind(payload)
+    .bind(version)
+    .bind(OUTBOX_CHANNEL)
+    .fetch_one(conn)
+    .await
+}
+
+/// One outbox row, as operators see it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct OutboxRow {
+    /// Increasing id.
+    pub id: i64,
+    /// Whose.
+    pub tenant_id: String,
+    /// Whose.
+    pub device_id: String,
+    /// `desired` or `clear`.
+    pub kind: String,
+    /// The MQTT topic.
+    pub topic: String,
+    /// The exact bytes published.
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+    /// The desired version it carries.
+    pub version: i64,
+    /// `pending`, `delivered`, `superseded` or `dead`.
+    pub status: String,
+    /// Publish attempts made.
+    pub attempts: i32,
+    /// When it may be tried again.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Text of the last failure.
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When the broker acknowledged it.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Which rows [`list_rows`] returns, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxFilter {
+    /// Only this tenant's rows.
+    pub tenant: Option<String>,
+    /// Only this device's rows.
+    pub device: Option<String>,
+    /// Only rows in this status.
+    pub status: Option<String>,
+    /// Only rows created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only rows older than this id (the page cursor).
+    pub before_id: Option<i64>,
+}
+
+/// Lists outbox rows matching `filter`, newest first, at most `limit`.
+pub async fn list_rows(
+    db: impl PgExecutor<'_>,
+    filter: &OutboxFilter,
+    limit: i64,
+) -> sqlx::Result<Vec<OutboxRow>> {
+    sqlx::query_as(
+        "SELECT * FROM outbox
+         WHERE ($1::text IS NULL OR tenant_id = $1)
+           AND ($2::text IS NULL OR device_id = $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::timestamptz IS NULL OR created_at >= $4)
+           AND ($5::bigint IS NULL OR id < $5)
+         ORDER BY id DESC
+         LIMIT $6",
+    )
+    .bind(filter.tenant.as_deref())
+    .bind(filter.device.as_deref())
+    .bind(filter.status.as_deref())
+    .bind(filter.since)
+    .bind(filter.before_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Puts a `dead` row back to `pending`, due now, with its attempts reset.
+/// `tenant` restricts the row to one tenant (a tenant key's view).
+pub async fn retry_dead(
+    conn: &mut PgConnection,
+    tenant: Option<&TenantId>,
+    id: i64,
+) -> Result<OutboxRow, DbError> {
+    let revived: Option<OutboxRow> = sqlx::query_as(
+        "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now()
+         WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2) AND status = 'dead'
+         RETURNING *",
+    )
+    .bind(id)
+    .bind(tenant.map(TenantId::as_str))
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = revived {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(OUTBOX_CHANNEL)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(row);
+    }
+    let status: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM outbox WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)",
+    )
+    .bind(id)
+    .bind(tenant.map(TenantId::as_str))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Err(status.map_or(DbError::NotFound("outbox row"), DbError::NotDead))
+}
+
+/// Revives every dead row (of one tenant, or all). Returns how many.
+pub async fn retry_all_dead(
+    db: impl PgExecutor<'_>,
+    tenant: Option<&TenantId>,
+) -> sqlx::Result<u64> {
+    let revived: i64 = sqlx::query_scalar(
+        "WITH revived AS (
+           UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now()
+           WHERE status = 'dead' AND ($1::text IS NULL OR tenant_id = $1)
+           RETURNING 1)
+         SELECT count(*) FROM revived, LATERAL (SELECT pg_notify($2, '')) AS n",
+    )
+    .bind(tenant.map(TenantId::as_str))
+    .bind(OUTBOX_CHANNEL)
+    .fetch_one(db)
+    .await?;
+    Ok(revived as u64)
+}
+
+/// Enqueues the current desired state of every active device that has one
+/// (of one tenant, or all), for a broker that lost its retained messages.
+/// Works in pages, each its own transaction. Returns how many rows it
+/// enqueued.
+pub async fn resync(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<u64> {
+    const PAGE: i64 = 1000;
+    let mut after = (String::new(), String::new());
+    let mut total = 0;
+    loop {
+        let page: Vec<(String, String, Json<Document>, i64)> = sqlx::query_as(
+            "SELECT tenant_id, device_id, desired_state, desired_version FROM device_state
+             WHERE status = 'active' AND desired_version > 0
+               AND ($1::text IS NULL OR tenant_id = $1)
+               AND (tenant_id, device_id) > ($2, $3)
+             ORDER BY tenant_id, device_id
+             LIMIT $4",
+        )
+        .bind(tenant.map(TenantId::as_str))
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(PAGE)
+        .fetch_all(pool)
+        .await?;
+        let Some(last) = page.last() else {
+            return Ok(total);
+        };
+        after = (last.0.clone(), last.1.clone());
+        let mut tx = pool.begin().await?;
+        for (tenant_id, device_id, Json(desired), version) in &page {
+            let (Ok(t), Ok(d)) = (TenantId::parse(tenant_id), DeviceId::parse(device_id)) else {
+                unreachable!("stored ids were validated on the way in");
+            };
+            enqueue(&mut tx, &t, &d, OutboxKind::Desired(desired), *version).await?;
+        }
+        tx.commit().await?;
+        total += page.len() as u64;
+    }
+}
+
+/// Deletes finished rows (`delivered`, `superseded`) created before
+/// `older_than`, in batches of `batch` so no statement holds locks for
+/// long. A device's newest row is always kept: it is the device's delivery
+/// summary and what keeps an older dead row from being republished over it.
+/// Returns how many rows it deleted.
+pub async fn purge_finished(
+    pool: &PgPool,
+    older_than: DateTime<Utc>,
+    batch: i64,
+) -> sqlx::Result<u64> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM outbox WHERE id IN (
+               SELECT o.id FROM outbox o
+               WHERE o.status IN ('delivered', 'superseded') AND o.created_at < $1
+                 AND EXISTS (SELECT 1 FROM outbox n
+                             WHERE n.tenant_id = o.tenant_id AND n.device_id = o.device_id
+                               AND n.id > o.id)
+               ORDER BY o.created_at
+               LIMIT $2)",
+        )
+        .bind(older_than)
+        .bind(batch)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < batch as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// One row of the `outbox_status` view.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct StatusRow {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The status.
+    pub status: String,
+    /// How many rows.
+    pub count: i64,
+    /// The oldest row's creation time.
+    pub oldest_created_at: DateTime<Utc>,
+    /// The oldest row's age.
+    pub oldest_age_seconds: f64,
+}
+
+/// The `outbox_status` view, by tenant and status.
+pub async fn status(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<StatusRow>> {
+    sqlx::query_as("SELECT * FROM outbox_status ORDER BY tenant_id, status")
+        .fetch_all(db)
+        .await
+}

@@ -1,0 +1,209 @@
+//! How relays claim outbox rows and settle them.
+//!
+//! A relay works in batches, each inside one transaction that stays open
+//! while its publishes are in flight:
+//!
+//! 1. [`lock_devices`] takes a transaction-scoped advisory lock on each
+//!    device that has a due pending row, skipping devices another batch
+//!    (of this or any relay) holds. The lock is the "one publish in flight
+//!    per device" rule; PostgreSQL releases it when the transaction ends,
+//!    also when a relay dies, so nothing is ever stuck behind a lease.
+//! 2. [`take_newest`] then, in a fresh snapshot, keeps only each device's
+//!    newest row: the older pending rows become `superseded`, and the
+//!    newest is returned if it is pending and due.
+//! 3. After the broker's answers, [`mark_delivered`] and [`mark_failed`]
+//!    settle the rows, and the commit releases the devices.
+//!
+//! Rows never leave `pending` while in flight, so a relay crash needs no
+//! recovery: the rows are simply still pending.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+/// The first key of every relay advisory lock, so they never collide with
+/// another application's locks on the same database.
+const LOCK_NAMESPACE: i32 = 0x5342; // "SB"
+
+/// A device whose publishes this transaction owns.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LockedDevice {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The device.
+    pub device_id: String,
+}
+
+/// Locks up to `limit` devices that have a due pending row, looking at the
+/// `window` oldest due rows. Devices locked elsewhere are skipped, so the
+/// window must be larger than the rows other batches hold.
+pub async fn lock_devices(
+    conn: &mut PgConnection,
+    limit: i64,
+    window: i64,
+) -> sqlx::Result<Vec<LockedDevice>> {
+    // Each CTE is materialized and the lock filter sits under the LIMIT, so
+    // locks are tried in order and only until `limit` are held.
+    sqlx::query_as(
+        "WITH due AS MATERIALIZED (
+           SELECT tenant_id, device_id, id FROM outbox
+           WHERE status = 'pending' AND next_attempt_at <= now()
+           ORDER BY next_attempt_at, id
+           LIMIT $2),
+         candidates AS MATERIALIZED (
+           SELECT tenant_id, device_id, min(id) AS first_id FROM due
+           GROUP BY tenant_id, device_id
+           ORDER BY first_id)
+         SELECT tenant_id, device_id FROM candidates
+         WHERE pg_try_advisory_xact_lock($3, hashtext(tenant_id || '/' || device_id))
+         LIMIT $1",
+    )
+    .bind(limit)
+    .bind(window)
+    .bind(LOCK_NAMESPACE)
+    .fetch_all(conn)
+    .await
+}
+
+/// A row a relay is to publish.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedRow {
+    /// The outbox id.
+    pub id: i64,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The device.
+    pub device_id: String,
+    /// The topic to publish to.
+    pub topic: String,
+    /// The exact bytes to publish, retained.
+    pub payload: Vec<u8>,
+    /// The desired version it carries.
+    pub version: i64,
+    /// When the change was committed.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What [`take_newest`] found for the locked devices.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    /// The rows to publish: at most one per device, each its newest.
+    pub rows: Vec<ClaimedRow>,
+    /// How many older pending rows became `superseded`.
+    pub superseded: u64,
+}
+
+/// For each locked device, supersedes every pending row older than the
+/// device's newest row, and returns the newest row when it is pending and
+/// due. Must run after [`lock_devices`], in the same transaction, as a
+/// separate statement: its snapshot then includes everything committed by
+/// whoever held a device's lock before.
+pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> sqlx::Result<Claim> {
+    let (tenants, device_ids): (Vec<&str>, Vec<&str>) = devices
+        .iter()
+        .map(|d| (d.tenant_id.as_str(), d.device_id.as_str()))
+        .unzip();
+    let newest: Vec<NewestRow> = sqlx::query_as(
+        "WITH locked AS (
+           SELECT * FROM unnest($1::text[], $2::text[]) AS l(tenant_id, device_id)),
+         newest AS MATERIALIZED (
+           SELECT o.* FROM locked l CROSS JOIN LATERAL (
+             SELECT * FROM outbox o
+             WHERE o.tenant_id = l.tenant_id AND o.device_id = l.device_id
+             ORDER BY o.id DESC LIMIT 1) o),
+         superseded AS (
+           UPDATE outbox o SET status = 'superseded'
+           FROM newest n
+           WHERE o.tenant_id = n.tenant_id AND o.device_id = n.device_id
+             AND o.status = 'pending' AND o.id < n.id
+           RETURNING o.id)
+         SELECT n.id, n.tenant_id, n.device_id, n.topic, n.payload, n.version, n.created_at,
+                n.status = 'pending' AND n.next_attempt_at <= now() AS publish,
+                (SELECT count(*) FROM superseded) AS superseded
+         FROM newest n",
+    )
+    .bind(&tenants)
+    .bind(&device_ids)
+    .fetch_all(conn)
+    .await?;
+    // Every locked device has a row, so the count is there whenever a
+    // device was locked.
+    let superseded = newest.first().map_or(0, |n| n.superseded as u64);
+    let rows = newest
+        .into_iter()
+        .filter(|n| n.publish)
+        .map(|n| n.row)
+        .collect();
+    Ok(Claim { rows, superseded })
+}
+
+#[derive(sqlx::FromRow)]
+struct NewestRow {
+    #[sqlx(flatten)]
+    row: ClaimedRow,
+    publish: bool,
+    superseded: i64,
+}
+
+/// Marks rows delivered, each with the time its PUBACK arrived.
+pub async fn mark_delivered(
+    conn: &mut PgConnection,
+    acked: &[(i64, DateTime<Utc>)],
+) -> sqlx::Result<()> {
+    let (ids, times): (Vec<i64>, Vec<DateTime<Utc>>) = acked.iter().copied().unzip();
+    sqlx::query(
+        "UPDATE outbox o
+         SET status = 'delivered', delivered_at = a.acked_at, attempts = o.attempts + 1
+         FROM unnest($1::bigint[], $2::timestamptz[]) AS a(id, acked_at)
+         WHERE o.id = a.id",
+    )
+    .bind(&ids)
+    .bind(&times)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How failed publishes are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Delay after the first failure; it doubles with each further one.
+    pub base_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+    /// A row that has failed this many times becomes `dead`.
+    pub max_attempts: i32,
+}
+
+/// Records a failed publish attempt of each row: the attempt is counted,
+/// the error kept, and the row either waits for its next attempt
+/// (exponential backoff with jitter) or, after `max_attempts`, is `dead`.
+/// Returns how many rows became dead.
+pub async fn mark_failed(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    error: &str,
+    policy: &RetryPolicy,
+) -> sqlx::Result<u64> {
+    sqlx::query_scalar(
+        "WITH failed AS (
+           UPDATE outbox SET
+             attempts = attempts + 1,
+             last_error = $2,
+             status = CASE WHEN attempts + 1 >= $5 THEN 'dead' ELSE 'pending' END,
+             next_attempt_at = now() + make_interval(secs =>
+               least($4, $3 * power(2, least(attempts, 30))) * (0.5 + random() / 2))
+           WHERE id = ANY($1) AND status = 'pending'
+           RETURNING status)
+         SELECT count(*) FILTER (WHERE status = 'dead') FROM failed",
+    )
+    .bind(ids)
+    .bind(error)
+    .bind(policy.base_delay.as_secs_f64())
+    .bind(policy.max_delay.as_secs_f64())
+    .bind(policy.max_attempts)
+    .fetch_one(conn)
+    .await
+    .map(|dead: i64| dead as u64)
+}

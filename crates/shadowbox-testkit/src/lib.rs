@@ -1,0 +1,21 @@
+//! Test support shared by every shadowbox crate.
+//!
+//! - [`TestDb`]: a fresh, migrated database on the shared PostgreSQL,
+//!   dropped when the test ends;
+//! - [`Mosquitto`]: a private broker on a free port that a test may stop,
+//!   restart, freeze and thaw, killed when the test ends, even on panic;
+//! - [`PrivatePostgres`]: a private PostgreSQL cluster (initdb/pg_ctl) for
+//!   tests that stop or restart the database.
+//!
+//! Tests that break things use the private ones; nothing here ever touches
+//! the shared broker, and the shared database only through fresh databases.
+
+mod db;
+mod mosquitto;
+mod postgres;
+mod process;
+
+pub use db::TestDb;
+pub use mosquitto::{Mosquitto, MosquittoConfig};
+pub use postgres::PrivatePostgres;
+pub use process::{free_port, wait_for_port};

@@ -1,0 +1,133 @@
+//! A private Mosquitto broker for tests that disturb the broker.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::process::{free_port, signal, wait_for_port};
+
+/// How a private broker is configured.
+#[derive(Debug, Clone, Default)]
+pub struct MosquittoConfig {
+    /// Keep retained messages and sessions on disk across restarts.
+    pub persistence: bool,
+    /// More configuration lines, appended verbatim.
+    pub extra: String,
+}
+
+/// A private broker on a free port, killed when dropped.
+pub struct Mosquitto {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// Starts a broker without persistence.
+    pub fn start() -> Self {
+        Self::start_with(MosquittoConfig::default())
+    }
+
+    /// Starts a broker with `config`.
+    pub fn start_with(config: MosquittoConfig) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\n\
+             max_inflight_messages 1000\nmax_queued_messages 100000\n\
+             log_dest file {log}\nlog_type error\nlog_type warning\nlog_type notice\n",
+            log = dir.path().join("mosquitto.log").display()
+        );
+        if config.persistence {
+            let _ = writeln!(
+                conf,
+                "persistence true\npersistence_location {}/\nautosave_interval 1",
+                dir.path().display()
+            );
+        }
+        conf.push_str(&config.extra);
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).expect("write config");
+        let mut broker = Self {
+            port,
+            dir,
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// The broker's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `mqtt://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// The folder holding the config, log and persistence files.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// Stops the broker gracefully (SIGTERM), as an operator would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            child.wait().expect("wait for mosquitto");
+        }
+    }
+
+    /// Kills the broker at once (SIGKILL): nothing is saved.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port (stopping it first if it
+    /// runs) and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto (is it installed?)");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing is
+    /// answered.
+    pub fn freeze(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// Thaws a frozen broker (SIGCONT).
+    pub fn thaw(&self) {
+        signal(self.pid(), "CONT");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker is running").id()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A frozen broker ignores SIGKILL until it is thawed.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
+        self.kill();
+    }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The single test command: makes sure PostgreSQL and Mosquitto answer on
+# 127.0.0.1:5432 and 127.0.0.1:1883 (starting them when they do not), then
+# runs formatting, clippy and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+need() {
+  command -v "$1" >/dev/null 2>&1 || {
+    echo "missing: $1 ($2)" >&2
+    exit 1
+  }
+}
+
+need cargo "install Rust with rustup"
+need mosquitto "apt-get install mosquitto mosquitto-clients"
+need mosquitto_sub "apt-get install mosquitto-clients"
+need pg_ctl "apt-get install postgresql (tests run private clusters with initdb/pg_ctl)"
+need initdb "apt-get install postgresql"
+
+if ! port_open 5432; then
+  say "PostgreSQL is not answering on 127.0.0.1:5432; starting it"
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  else
+    echo "start PostgreSQL on 127.0.0.1:5432 (trust auth for user postgres) and run again" >&2
+    exit 1
+  fi
+  for _ in $(seq 50); do port_open 5432 && break; sleep 0.2; done
+fi
+if ! port_open 1883; then
+  say "Mosquitto is not answering on 127.0.0.1:1883; starting it"
+  if [ -f /etc/mosquitto/mosquitto.conf ]; then
+    mkdir -p /run/mosquitto && chown mosquitto: /run/mosquitto 2>/dev/null || true
+    mosquitto -d -c /etc/mosquitto/mosquitto.conf
+  else
+    mosquitto -d -p 1883
+  fi
+  for _ in $(seq 50); do port_open 1883 && break; sleep 0.2; done
+fi
+port_open 5432 || { echo "PostgreSQL still not answering on 127.0.0.1:5432" >&2; exit 1; }
+port_open 1883 || { echo "Mosquitto still not answering on 127.0.0.1:1883" >&2; exit 1; }
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "cargo test"
+cargo test --workspace --locked "$@"

