@@ -2,6 +2,7 @@
 //!
 //! Pure data and rules, no I/O, so it is fast to test and safe to reuse:
 //!
+//! - [`broker`]: the broker address of `MQTT_URL`;
 //! - [`id`]: validated [`TenantId`] and [`DeviceId`] that cannot inject MQTT
 //!   wildcards or topic levels;
 //! - [`document`]: shadow documents (JSON objects) and their size and depth
@@ -13,6 +14,7 @@
 //!
 //! It depends on nothing of shadowbox; every other crate depends on it.
 
+pub mod broker;
 pub mod delta;
 pub mod document;
 pub mod id;
