@@ -46,6 +46,6 @@ port_open 1883 || { echo "Mosquitto still not answering on 127.0.0.1:1883" >&2; 
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 say "cargo test"
-cargo test --workspace --locked "$@"
+cargo test --workspace "$@"

@@ -5,7 +5,9 @@
 //! `migrate` applies the schema; `outbox`, `tenant` and `apikey` are the
 //! operators' commands.
 
+mod duration;
 mod ops;
+mod roles;
 mod telemetry;
 
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +35,15 @@ pub struct CommonArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+    /// MQTT broker URL: `mqtt://[user:password@]host[:port]`.
+    #[arg(
+        long,
+        env = "MQTT_URL",
+        default_value = "mqtt://127.0.0.1:1883",
+        global = true,
+        hide_env_values = true
+    )]
+    pub mqtt_url: String,
     /// Log format: `text` or `json` (log level: `RUST_LOG`, default `info`).
     #[arg(
         long,
@@ -43,8 +54,19 @@ pub struct CommonArgs {
     pub log_format: telemetry::LogFormat,
 }
 
+impl CommonArgs {
+    /// The broker address of `--mqtt-url`.
+    pub fn broker(&self) -> anyhow::Result<shadowbox_core::broker::BrokerAddress> {
+        self.mqtt_url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("MQTT_URL: {e}"))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the relay alone: drain the outbox into retained MQTT publishes.
+    Relay(roles::RelayArgs),
     /// Apply the database migrations and exit.
     Migrate,
     /// Operate the outbox: delivery status, listing, retries, resync, purge.
@@ -72,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pool.close().await;
             Ok(())
         }
+        Command::Relay(args) => roles::relay(&cli.common, &args).await,
         Command::Outbox(command) => ops::outbox(&cli.common, command).await,
         Command::Tenant(command) => ops::tenant(&cli.common, command).await,
     }

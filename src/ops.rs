@@ -1,9 +1,12 @@
 //! The operators' commands: `outbox ...` and `tenant ...`.
 
+use std::time::Duration;
+
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use shadowbox_core::TenantId;
-use shadowbox_db::outbox;
+use shadowbox_db::outbox::{self, OutboxFilter};
 use sqlx::PgPool;
 
 use crate::CommonArgs;
@@ -29,6 +32,62 @@ pub enum OutboxCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Outbox rows, newest first.
+    List {
+        /// Only this tenant's rows.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Only this device's rows.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only rows in this status (pending, delivered, superseded, dead).
+        #[arg(long, value_parser = ["pending", "delivered", "superseded", "dead"])]
+        status: Option<String>,
+        /// Only rows created within this long (e.g. 30m, 2h, 7d).
+        #[arg(long, value_parser = crate::duration::parse)]
+        since: Option<Duration>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead rows back to pending: one by id, or every dead row.
+    Retry {
+        /// The row to revive.
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        id: Option<i64>,
+        /// Revive every dead row (of `--tenant`, or all tenants).
+        #[arg(long)]
+        all_dead: bool,
+        /// Only this tenant's rows.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-enqueue the current desired state of every active device (of
+    /// `--tenant`, or all), for a broker that lost its retained messages.
+    Resync {
+        /// Only this tenant's devices.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete finished rows (delivered, superseded) older than a duration;
+    /// pending and dead rows, and each device's newest row, are kept.
+    Purge {
+        /// Age of the rows to delete (e.g. 7d, 12h).
+        #[arg(long, value_parser = crate::duration::parse)]
+        older_than: Duration,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `shadowbox tenant ...`
@@ -48,19 +107,80 @@ pub async fn outbox(common: &CommonArgs, command: OutboxCommand) -> anyhow::Resu
         OutboxCommand::Status { json } => {
             let rows = outbox::status(&pool).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                println!(
-                    "{:<24} {:<11} {:>10} {:>14}",
-                    "TENANT", "STATUS", "COUNT", "OLDEST_AGE_S"
-                );
-                for row in rows {
-                    println!(
-                        "{:<24} {:<11} {:>10} {:>14.1}",
-                        row.tenant_id, row.status, row.count, row.oldest_age_seconds
-                    );
-                }
+                return print_json(&rows);
             }
+            println!(
+                "{:<24} {:<11} {:>10} {:>14}",
+                "TENANT", "STATUS", "COUNT", "OLDEST_AGE_S"
+            );
+            for row in rows {
+                println!(
+                    "{:<24} {:<11} {:>10} {:>14.1}",
+                    row.tenant_id, row.status, row.count, row.oldest_age_seconds
+                );
+            }
+        }
+        OutboxCommand::List {
+            tenant,
+            device,
+            status,
+            since,
+            limit,
+            json,
+        } => {
+            let filter = OutboxFilter {
+                tenant: tenant.map(TenantId::into_string),
+                device,
+                status,
+                since: since.map(ago).transpose()?,
+                before_id: None,
+            };
+            let rows = outbox::list_rows(&pool, &filter, limit).await?;
+            if json {
+                return print_json(&rows);
+            }
+            println!(
+                "{:>10} {:<16} {:<20} {:<7} {:>7} {:<10} {:>8} {:<20} LAST_ERROR",
+                "ID", "TENANT", "DEVICE", "KIND", "VERSION", "STATUS", "ATTEMPTS", "CREATED_AT"
+            );
+            for row in rows {
+                println!(
+                    "{:>10} {:<16} {:<20} {:<7} {:>7} {:<10} {:>8} {:<20} {}",
+                    row.id,
+                    row.tenant_id,
+                    row.device_id,
+                    row.kind,
+                    row.version,
+                    row.status,
+                    row.attempts,
+                    row.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    row.last_error.unwrap_or_default()
+                );
+            }
+        }
+        OutboxCommand::Retry {
+            id,
+            all_dead,
+            tenant,
+            json,
+        } => {
+            let revived = if all_dead {
+                outbox::retry_all_dead(&pool, tenant.as_ref()).await?
+            } else {
+                let id = id.expect("clap requires an id without --all-dead");
+                let mut conn = pool.acquire().await?;
+                outbox::retry_dead(&mut conn, tenant.as_ref(), id).await?;
+                1
+            };
+            report(json, "revived", revived, "rows put back to pending")?;
+        }
+        OutboxCommand::Resync { tenant, json } => {
+            let enqueued = outbox::resync(&pool, tenant.as_ref()).await?;
+            report(json, "enqueued", enqueued, "rows enqueued")?;
+        }
+        OutboxCommand::Purge { older_than, json } => {
+            let deleted = outbox::purge_finished(&pool, ago(older_than)?, 1000).await?;
+            report(json, "deleted", deleted, "finished rows deleted")?;
         }
     }
     Ok(())
@@ -79,4 +199,22 @@ pub async fn tenant(common: &CommonArgs, command: TenantCommand) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+fn ago(age: Duration) -> anyhow::Result<DateTime<Utc>> {
+    Ok(Utc::now() - chrono::Duration::from_std(age).context("duration too long")?)
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn report(json: bool, key: &str, count: u64, text: &str) -> anyhow::Result<()> {
+    if json {
+        print_json(&serde_json::json!({ key: count }))
+    } else {
+        println!("{count} {text}");
+        Ok(())
+    }
 }

@@ -165,7 +165,28 @@ pub async fn mark_delivered(
     Ok(())
 }
 
-/// How failed publishes are retried.
+/// Records that the publishes of `ids` were interrupted by the transport:
+/// the connection dropped or the broker did not acknowledge in time. The
+/// attempt is counted and the error kept, but the row is due again at
+/// once and never becomes `dead` this way: a broker outage is not the
+/// row's fault, and rows must go out as soon as the broker is back.
+pub async fn mark_interrupted(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    error: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2
+         WHERE id = ANY($1) AND status = 'pending'",
+    )
+    .bind(ids)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How publishes the broker refused are retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Delay after the first failure; it doubles with each further one.
@@ -176,10 +197,11 @@ pub struct RetryPolicy {
     pub max_attempts: i32,
 }
 
-/// Records a failed publish attempt of each row: the attempt is counted,
-/// the error kept, and the row either waits for its next attempt
-/// (exponential backoff with jitter) or, after `max_attempts`, is `dead`.
-/// Returns how many rows became dead.
+/// Records a refused publish of each row (the connection was up, but the
+/// row could not be published): the attempt is counted, the error kept,
+/// and the row either waits for its next attempt (exponential backoff with
+/// jitter) or, after `max_attempts`, is `dead`. Returns how many rows
+/// became dead.
 pub async fn mark_failed(
     conn: &mut PgConnection,
     ids: &[i64],
@@ -206,4 +228,14 @@ pub async fn mark_failed(
     .fetch_one(conn)
     .await
     .map(|dead: i64| dead as u64)
+}
+
+/// Pending rows and the age of the oldest, in seconds: the relay's backlog.
+pub async fn backlog(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<(i64, f64)> {
+    sqlx::query_as(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
+         FROM outbox WHERE status = 'pending'",
+    )
+    .fetch_one(db)
+    .await
 }

@@ -5,17 +5,26 @@
 //! - [`Mosquitto`]: a private broker on a free port that a test may stop,
 //!   restart, freeze and thaw, killed when the test ends, even on panic;
 //! - [`PrivatePostgres`]: a private PostgreSQL cluster (initdb/pg_ctl) for
-//!   tests that stop or restart the database.
+//!   tests that stop or restart the database;
+//! - [`Fleet`]: devices in a test database, changed through the API's
+//!   desired-state transaction;
+//! - [`mqtt`]: observers of what subscribers receive and brokers retain;
+//! - [`eventually`]: waiting for a condition with a deadline.
 //!
 //! Tests that break things use the private ones; nothing here ever touches
 //! the shared broker, and the shared database only through fresh databases.
 
 mod db;
+mod fleet;
 mod mosquitto;
+pub mod mqtt;
 mod postgres;
 mod process;
+mod wait;
 
 pub use db::TestDb;
+pub use fleet::Fleet;
 pub use mosquitto::{Mosquitto, MosquittoConfig};
 pub use postgres::PrivatePostgres;
 pub use process::{free_port, wait_for_port};
+pub use wait::eventually;

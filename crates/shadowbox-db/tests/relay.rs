@@ -1,0 +1,151 @@
+//! The relay's claiming and settling rules, one transaction at a time,
+//! against a real PostgreSQL.
+
+use std::time::Duration;
+
+use serde_json::json;
+use shadowbox_core::document::into_document;
+use shadowbox_core::{DeviceId, DocumentLimits, TenantId};
+use shadowbox_db::desired::{DesiredChange, apply_desired_change};
+use shadowbox_db::relay::{self, RetryPolicy};
+use shadowbox_testkit::TestDb;
+use sqlx::PgPool;
+
+async fn fleet(db: &TestDb, devices: usize, versions: usize) {
+    let tenant = TenantId::parse("acme").unwrap();
+    shadowbox_db::tenants::create_tenant(&db.pool, &tenant)
+        .await
+        .unwrap();
+    for d in 0..devices {
+        let device = DeviceId::parse(format!("d{d}")).unwrap();
+        let mut tx = db.pool.begin().await.unwrap();
+        shadowbox_db::devices::register_device(
+            &mut tx,
+            &tenant,
+            &device,
+            None,
+            &DocumentLimits::default(),
+        )
+        .await
+        .unwrap();
+        for v in 0..versions {
+            apply_desired_change(
+                &mut tx,
+                &tenant,
+                &device,
+                DesiredChange::Merge(into_document(json!({ "v": v })).unwrap()),
+                None,
+                &DocumentLimits::default(),
+            )
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+}
+
+async fn status_of(pool: &PgPool, device: &str) -> Vec<(i64, String)> {
+    sqlx::query_as("SELECT version, status FROM outbox WHERE device_id = $1 ORDER BY id")
+        .bind(device)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_batches_never_hold_the_same_device() {
+    let db = TestDb::new().await;
+    fleet(&db, 6, 1).await;
+    let mut first = db.pool.begin().await.unwrap();
+    let mut second = db.pool.begin().await.unwrap();
+    let a = relay::lock_devices(&mut first, 4, 100).await.unwrap();
+    let b = relay::lock_devices(&mut second, 4, 100).await.unwrap();
+    assert_eq!(a.len(), 4);
+    assert_eq!(b.len(), 2, "only the devices the first batch does not hold");
+    assert!(b.iter().all(|d| !a.contains(d)));
+    first.commit().await.unwrap();
+    second.commit().await.unwrap();
+    // Released at commit: a new batch takes them all (still pending).
+    let mut third = db.pool.begin().await.unwrap();
+    assert_eq!(
+        relay::lock_devices(&mut third, 10, 100)
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
+}
+
+#[tokio::test]
+async fn only_the_newest_row_of_a_device_is_published() {
+    let db = TestDb::new().await;
+    fleet(&db, 1, 3).await;
+    let mut tx = db.pool.begin().await.unwrap();
+    let devices = relay::lock_devices(&mut tx, 10, 100).await.unwrap();
+    let claim = relay::take_newest(&mut tx, &devices).await.unwrap();
+    assert_eq!(claim.superseded, 2);
+    assert_eq!(claim.rows.len(), 1);
+    assert_eq!(claim.rows[0].version, 3);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        status_of(&db.pool, "d0").await,
+        vec![
+            (1, "superseded".into()),
+            (2, "superseded".into()),
+            (3, "pending".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_pending_row_older_than_a_finished_one_is_never_published() {
+    let db = TestDb::new().await;
+    fleet(&db, 1, 2).await;
+    sqlx::query(
+        "UPDATE outbox SET status = CASE version WHEN 2 THEN 'delivered' ELSE 'pending' END",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    let devices = relay::lock_devices(&mut tx, 10, 100).await.unwrap();
+    let claim = relay::take_newest(&mut tx, &devices).await.unwrap();
+    assert!(claim.rows.is_empty());
+    assert_eq!(claim.superseded, 1);
+}
+
+#[tokio::test]
+async fn refused_publishes_back_off_then_die_and_interruptions_never_do() {
+    let db = TestDb::new().await;
+    fleet(&db, 2, 1).await;
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let policy = RetryPolicy {
+        base_delay: Duration::from_secs(10),
+        max_delay: Duration::from_secs(60),
+        max_attempts: 3,
+    };
+    let mut conn = db.pool.acquire().await.unwrap();
+    for attempt in 1..=3 {
+        let dead = relay::mark_failed(&mut conn, &ids[..1], "refused", &policy)
+            .await
+            .unwrap();
+        assert_eq!(dead, u64::from(attempt == 3));
+        relay::mark_interrupted(&mut conn, &ids[1..], "connection lost")
+            .await
+            .unwrap();
+    }
+    let rows: Vec<(String, i32, bool, String)> = sqlx::query_as(
+        "SELECT status, attempts, next_attempt_at <= now(), last_error FROM outbox ORDER BY id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows[0], ("dead".into(), 3, false, "refused".into()));
+    assert_eq!(
+        rows[1],
+        ("pending".into(), 3, true, "connection lost".into())
+    );
+}

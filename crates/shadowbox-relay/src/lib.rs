@@ -1,0 +1,88 @@
+//! The shadowbox relay: drains the outbox into retained QoS 1 MQTT
+//! publishes and marks a row `delivered` only after the broker's PUBACK for
+//! that very publish.
+//!
+//! Data flows through it in this order:
+//!
+//! - [`wake`]: `LISTEN` for committed rows, with a polling fallback;
+//! - [`worker`]: batches, each one transaction that locks its devices,
+//!   takes each device's newest row, publishes, and settles the rows
+//!   (`shadowbox_db::relay` holds the SQL and the ordering rules);
+//! - [`publisher`]: the one MQTT connection, which correlates every publish
+//!   with its PUBACK and fails everything unacknowledged on a disconnect or
+//!   an overdue PUBACK;
+//! - [`retention`]: deletes old finished rows in small batches;
+//! - [`metrics`]: what the relay counts.
+//!
+//! Depends on `shadowbox-core` and `shadowbox-db`.
+
+pub mod metrics;
+pub mod publisher;
+pub mod retention;
+pub mod settings;
+pub mod wake;
+pub mod worker;
+
+pub use metrics::RelayMetrics;
+pub use settings::RelaySettings;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Runs the relay until `shutdown` is cancelled, then stops claiming,
+/// waits for the PUBACKs of in-flight publishes (up to the ack timeout),
+/// settles their rows and disconnects.
+pub async fn run(
+    settings: RelaySettings,
+    pool: PgPool,
+    metrics: RelayMetrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let metrics = Arc::new(metrics);
+    let tasks = TaskTracker::new();
+    // The publisher outlives the workers: it must still deliver the PUBACKs
+    // of batches that are finishing after `shutdown`.
+    let publisher_stop = CancellationToken::new();
+    let publisher = publisher::Publisher::start(&settings, &tasks, publisher_stop.clone());
+    let wake = wake::Wake::start(&pool, &settings, &tasks, shutdown.clone())
+        .await
+        .context("listen for outbox notifications")?;
+    tracing::info!(broker = %settings.broker, workers = settings.workers, "relay started");
+    let workers = TaskTracker::new();
+    for id in 0..settings.workers {
+        workers.spawn(
+            worker::Worker {
+                id,
+                pool: pool.clone(),
+                publisher: publisher.clone(),
+                wake: wake.clone(),
+                settings: settings.clone(),
+                metrics: metrics.clone(),
+                shutdown: shutdown.clone(),
+            }
+            .run(),
+        );
+    }
+    tasks.spawn(retention::run(
+        pool.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(metrics::watch_backlog(
+        pool.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    workers.close();
+    workers.wait().await;
+    publisher_stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("relay stopped");
+    Ok(())
+}

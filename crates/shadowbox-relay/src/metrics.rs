@@ -1,0 +1,122 @@
+//! The relay's metrics, registered in the process's Prometheus registry.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// A failure label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// `interrupted` (connection lost or PUBACK overdue) or `rejected`.
+    pub reason: String,
+}
+
+/// What the relay counts.
+pub struct RelayMetrics {
+    /// Rows the broker acknowledged.
+    pub delivered: Counter,
+    /// Publishes that failed, by reason.
+    pub failed: Family<FailureLabels, Counter>,
+    /// Rows superseded by a newer row of their device.
+    pub superseded: Counter,
+    /// Rows that became dead.
+    pub dead: Counter,
+    /// Pending rows.
+    pub pending: Gauge,
+    /// Age of the oldest pending row, in seconds.
+    pub oldest_pending_age: Gauge<f64, AtomicU64>,
+    /// Seconds from handing a publish to the connection to its PUBACK.
+    pub publish_to_puback: Histogram,
+    /// Seconds from the row's commit to its PUBACK.
+    pub commit_to_puback: Histogram,
+}
+
+impl RelayMetrics {
+    /// Creates the metrics and registers them under `shadowbox_relay_`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            delivered: Counter::default(),
+            failed: Family::default(),
+            superseded: Counter::default(),
+            dead: Counter::default(),
+            pending: Gauge::default(),
+            oldest_pending_age: Gauge::default(),
+            publish_to_puback: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            commit_to_puback: Histogram::new(exponential_buckets(0.0005, 2.0, 20)),
+        };
+        let r = registry.sub_registry_with_prefix("shadowbox_relay");
+        r.register(
+            "delivered",
+            "Outbox rows delivered (PUBACK received)",
+            metrics.delivered.clone(),
+        );
+        r.register(
+            "failed",
+            "Publishes that failed, by reason",
+            metrics.failed.clone(),
+        );
+        r.register(
+            "superseded",
+            "Outbox rows superseded by a newer row",
+            metrics.superseded.clone(),
+        );
+        r.register("dead", "Outbox rows that became dead", metrics.dead.clone());
+        r.register(
+            "pending_rows",
+            "Pending outbox rows",
+            metrics.pending.clone(),
+        );
+        r.register(
+            "oldest_pending_age_seconds",
+            "Age of the oldest pending outbox row",
+            metrics.oldest_pending_age.clone(),
+        );
+        r.register(
+            "publish_to_puback_seconds",
+            "Time from publish to PUBACK",
+            metrics.publish_to_puback.clone(),
+        );
+        r.register(
+            "commit_to_puback_seconds",
+            "Time from the outbox row's commit to its PUBACK",
+            metrics.commit_to_puback.clone(),
+        );
+        metrics
+    }
+
+    /// The failure counter for `reason`.
+    pub fn failure(&self, reason: &str) -> Counter {
+        self.failed
+            .get_or_create(&FailureLabels {
+                reason: reason.to_owned(),
+            })
+            .clone()
+    }
+}
+
+/// Refreshes the backlog gauges every few seconds until `shutdown`.
+pub async fn watch_backlog(pool: PgPool, metrics: Arc<RelayMetrics>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match shadowbox_db::relay::backlog(&pool).await {
+            Ok((pending, age)) => {
+                metrics.pending.set(pending);
+                metrics.oldest_pending_age.set(age);
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the outbox backlog"),
+        }
+    }
+}

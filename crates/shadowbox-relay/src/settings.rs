@@ -1,0 +1,63 @@
+//! The relay's settings.
+
+use std::time::Duration;
+
+use shadowbox_core::broker::BrokerAddress;
+use shadowbox_db::relay::RetryPolicy;
+
+/// How a relay runs.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// The broker.
+    pub broker: BrokerAddress,
+    /// MQTT client id; unique per replica.
+    pub client_id: String,
+    /// Concurrent batches (each holds one database connection while its
+    /// publishes are in flight).
+    pub workers: usize,
+    /// Most devices (so rows) per batch.
+    pub batch_size: usize,
+    /// Most publishes awaiting their PUBACK on the connection.
+    pub max_in_flight: usize,
+    /// A PUBACK later than this fails every unacknowledged publish and
+    /// drops the connection.
+    pub ack_timeout: Duration,
+    /// How often idle workers look for due rows without a notification
+    /// (missed notifications, and retries coming due).
+    pub poll_interval: Duration,
+    /// Backoff and dead-lettering of publishes the broker refused.
+    pub retry: RetryPolicy,
+    /// Finished rows older than this are deleted; `None` keeps them all.
+    pub retention: Option<Duration>,
+    /// How often the retention job runs.
+    pub retention_interval: Duration,
+}
+
+impl RelaySettings {
+    /// Defaults suited to one broker on a LAN, for `broker`.
+    pub fn new(broker: BrokerAddress) -> Self {
+        Self {
+            broker,
+            client_id: format!("shadowbox-relay-{}", uuid::Uuid::new_v4().simple()),
+            workers: 4,
+            batch_size: 500,
+            max_in_flight: 2000,
+            ack_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(500),
+            retry: RetryPolicy {
+                base_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(300),
+                max_attempts: 10,
+            },
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            retention_interval: Duration::from_secs(600),
+        }
+    }
+
+    /// How many due rows a batch looks at to find `batch_size` devices no
+    /// other batch holds: enough to step over the batches of this relay's
+    /// other workers and of a few replicas.
+    pub fn claim_window(&self) -> i64 {
+        (self.batch_size * 16) as i64
+    }
+}

@@ -1,0 +1,185 @@
+//! A relay worker: claims a batch of devices, publishes each one's newest
+//! row, and settles the rows in the same transaction that held the
+//! devices, so a crash at any point leaves the rows pending.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use shadowbox_db::relay::{self, ClaimedRow};
+use sqlx::PgPool;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::publisher::{Outcome, Publisher};
+use crate::wake::Wake;
+use crate::{RelayMetrics, RelaySettings};
+
+/// One of a relay's concurrent batch loops.
+pub struct Worker {
+    /// Its number, for logs.
+    pub id: usize,
+    /// The database.
+    pub pool: PgPool,
+    /// The broker connection.
+    pub publisher: Publisher,
+    /// Where idle workers wait.
+    pub wake: Wake,
+    /// The relay's settings.
+    pub settings: Arc<RelaySettings>,
+    /// The relay's metrics.
+    pub metrics: Arc<RelayMetrics>,
+    /// Stops claiming when cancelled.
+    pub shutdown: CancellationToken,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Devices the batch held.
+    pub devices: usize,
+    /// Rows the broker acknowledged.
+    pub delivered: usize,
+    /// Rows left pending or dead by a failure.
+    pub failed: usize,
+}
+
+impl Worker {
+    /// Runs batches until shutdown; idles while there is nothing to do and
+    /// while the broker is unreachable (no attempt is made then).
+    pub async fn run(self) {
+        while !self.shutdown.is_cancelled() {
+            if !self.publisher.wait_connected(&self.shutdown).await {
+                break;
+            }
+            match self.run_batch().await {
+                Ok(report) if report.devices == 0 => self.wake.idle(&self.shutdown).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(worker = self.id, error = %e, "relay batch failed; its rows stay pending");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = self.shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims, publishes and settles one batch.
+    pub async fn run_batch(&self) -> sqlx::Result<BatchReport> {
+        let mut tx = self.pool.begin().await?;
+        let devices = relay::lock_devices(
+            &mut tx,
+            self.settings.batch_size as i64,
+            self.settings.claim_window(),
+        )
+        .await?;
+        if devices.is_empty() {
+            tx.commit().await?;
+            return Ok(BatchReport::default());
+        }
+        if devices.len() == self.settings.batch_size {
+            self.wake.pass_on();
+        }
+        let claim = relay::take_newest(&mut tx, &devices).await?;
+        self.metrics.superseded.inc_by(claim.superseded);
+
+        let sent_at = Instant::now();
+        let mut pending = Vec::with_capacity(claim.rows.len());
+        for row in &claim.rows {
+            let outcome = self
+                .publisher
+                .publish(row.topic.clone(), row.payload.clone())
+                .await;
+            pending.push(outcome);
+        }
+        let mut settled = Settled::default();
+        for (row, outcome) in claim.rows.iter().zip(pending) {
+            let outcome = outcome.await.unwrap_or(Outcome::NotSent);
+            settled.add(row, outcome, sent_at, &self.metrics);
+        }
+        let report = settled
+            .apply(&mut tx, &self.settings, &self.metrics)
+            .await?;
+        tx.commit().await?;
+        Ok(BatchReport {
+            devices: devices.len(),
+            ..report
+        })
+    }
+}
+
+/// A batch's outcomes, grouped by what the database must record.
+#[derive(Default)]
+struct Settled {
+    delivered: Vec<(i64, chrono::DateTime<Utc>)>,
+    interrupted: Vec<(i64, &'static str)>,
+    rejected: Vec<(i64, String)>,
+}
+
+impl Settled {
+    fn add(
+        &mut self,
+        row: &ClaimedRow,
+        outcome: Outcome,
+        sent_at: Instant,
+        metrics: &RelayMetrics,
+    ) {
+        match outcome {
+            Outcome::Acked(at) => {
+                metrics
+                    .publish_to_puback
+                    .observe(sent_at.elapsed().as_secs_f64());
+                let commit_to_ack = (at - row.created_at).to_std().unwrap_or_default();
+                metrics
+                    .commit_to_puback
+                    .observe(commit_to_ack.as_secs_f64());
+                self.delivered.push((row.id, at));
+            }
+            Outcome::Interrupted(reason) => self.interrupted.push((row.id, reason)),
+            Outcome::Rejected(reason) => self.rejected.push((row.id, reason)),
+            Outcome::NotSent => {}
+        }
+    }
+
+    async fn apply(
+        self,
+        tx: &mut sqlx::PgConnection,
+        settings: &RelaySettings,
+        metrics: &RelayMetrics,
+    ) -> sqlx::Result<BatchReport> {
+        if !self.delivered.is_empty() {
+            relay::mark_delivered(tx, &self.delivered).await?;
+            metrics.delivered.inc_by(self.delivered.len() as u64);
+        }
+        for (reason, ids) in group_by_reason(self.interrupted.iter().map(|(id, r)| (*id, *r))) {
+            relay::mark_interrupted(tx, &ids, reason).await?;
+            metrics.failure("interrupted").inc_by(ids.len() as u64);
+        }
+        for (reason, ids) in group_by_reason(self.rejected.iter().map(|(id, r)| (*id, r.as_str())))
+        {
+            let dead = relay::mark_failed(tx, &ids, reason, &settings.retry).await?;
+            metrics.failure("rejected").inc_by(ids.len() as u64);
+            metrics.dead.inc_by(dead);
+            tracing::warn!(rows = ids.len(), dead, reason, "broker refused publishes");
+        }
+        Ok(BatchReport {
+            devices: 0,
+            delivered: self.delivered.len(),
+            failed: self.interrupted.len() + self.rejected.len(),
+        })
+    }
+}
+
+/// Groups row ids by failure text, so each text is one UPDATE.
+fn group_by_reason<'a>(failures: impl Iterator<Item = (i64, &'a str)>) -> Vec<(&'a str, Vec<i64>)> {
+    let mut groups: Vec<(&str, Vec<i64>)> = Vec::new();
+    for (id, reason) in failures {
+        match groups.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, ids)) => ids.push(id),
+            None => groups.push((reason, vec![id])),
+        }
+    }
+    groups
+}

@@ -1,0 +1,102 @@
+//! The long-running roles: `relay` (and, as they land, `api`, `ingest` and
+//! `serve`), their flags, and the signals that stop them.
+
+use std::time::Duration;
+
+use clap::Args;
+use prometheus_client::registry::Registry;
+use shadowbox_core::broker::BrokerAddress;
+use shadowbox_relay::{RelayMetrics, RelaySettings};
+use tokio_util::sync::CancellationToken;
+
+use crate::CommonArgs;
+use crate::duration::parse as duration;
+
+/// The relay's flags.
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// MQTT client id of this relay (must be unique per replica; default:
+    /// random).
+    #[arg(long, env = "SHADOWBOX_RELAY_CLIENT_ID")]
+    pub relay_client_id: Option<String>,
+    /// Concurrent batches.
+    #[arg(long, env = "SHADOWBOX_RELAY_WORKERS", default_value_t = 4)]
+    pub relay_workers: usize,
+    /// Devices per batch.
+    #[arg(long, env = "SHADOWBOX_RELAY_BATCH_SIZE", default_value_t = 500)]
+    pub relay_batch_size: usize,
+    /// Publishes awaiting their PUBACK at once.
+    #[arg(long, env = "SHADOWBOX_RELAY_MAX_IN_FLIGHT", default_value_t = 2000)]
+    pub relay_max_in_flight: usize,
+    /// A PUBACK later than this drops the connection and retries.
+    #[arg(long, env = "SHADOWBOX_RELAY_ACK_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub relay_ack_timeout: Duration,
+    /// Idle polling for due rows, the fallback for missed notifications.
+    #[arg(long, env = "SHADOWBOX_RELAY_POLL_INTERVAL", default_value = "500ms", value_parser = duration)]
+    pub relay_poll_interval: Duration,
+    /// A row the broker refused this many times becomes dead.
+    #[arg(long, env = "SHADOWBOX_RELAY_MAX_ATTEMPTS", default_value_t = 10)]
+    pub relay_max_attempts: i32,
+    /// Delay before retrying a refused row; doubles each time.
+    #[arg(long, env = "SHADOWBOX_RELAY_RETRY_BASE", default_value = "1s", value_parser = duration)]
+    pub relay_retry_base: Duration,
+    /// Longest delay between retries of a refused row.
+    #[arg(long, env = "SHADOWBOX_RELAY_RETRY_MAX", default_value = "5m", value_parser = duration)]
+    pub relay_retry_max: Duration,
+    /// Delete delivered and superseded rows older than this (0s keeps them).
+    #[arg(long, env = "SHADOWBOX_OUTBOX_RETENTION", default_value = "7d", value_parser = duration)]
+    pub outbox_retention: Duration,
+}
+
+impl RelayArgs {
+    /// The relay's settings for `broker`.
+    pub fn settings(&self, broker: BrokerAddress) -> RelaySettings {
+        let mut settings = RelaySettings::new(broker);
+        if let Some(id) = &self.relay_client_id {
+            settings.client_id.clone_from(id);
+        }
+        settings.workers = self.relay_workers.max(1);
+        settings.batch_size = self.relay_batch_size.max(1);
+        settings.max_in_flight = self.relay_max_in_flight.max(1);
+        settings.ack_timeout = self.relay_ack_timeout;
+        settings.poll_interval = self.relay_poll_interval;
+        settings.retry.max_attempts = self.relay_max_attempts.max(1);
+        settings.retry.base_delay = self.relay_retry_base;
+        settings.retry.max_delay = self.relay_retry_max;
+        settings.retention = Some(self.outbox_retention).filter(|d| !d.is_zero());
+        settings
+    }
+}
+
+/// `shadowbox relay`: the relay alone, until SIGTERM or ctrl-c.
+pub async fn relay(common: &CommonArgs, args: &RelayArgs) -> anyhow::Result<()> {
+    let pool = crate::ops::connect(common, args.relay_workers as u32 + 4).await?;
+    let mut registry = Registry::default();
+    let metrics = RelayMetrics::register(&mut registry);
+    let shutdown = shutdown_on_signal();
+    shadowbox_relay::run(args.settings(common.broker()?), pool, metrics, shutdown).await
+}
+
+/// A token cancelled on SIGTERM or ctrl-c.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("install the SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested: finishing in-flight work");
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,86 @@
+//! A relay process killed with SIGKILL mid-stream and started again loses
+//! nothing and regresses nothing.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use shadowbox_testkit::mqtt::{Observer, retained, version_of};
+use shadowbox_testkit::{Fleet, Mosquitto, TestDb, eventually};
+
+const ALL_DESIRED: &str = "tenant/+/device/+/shadow/desired";
+
+/// A `shadowbox relay` process, killed when dropped.
+struct RelayProcess(Child);
+
+impl RelayProcess {
+    fn start(db: &TestDb, broker: &Mosquitto) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_shadowbox"))
+            .arg("relay")
+            .env("DATABASE_URL", &db.url)
+            .env("MQTT_URL", broker.url())
+            .env("SHADOWBOX_RELAY_BATCH_SIZE", "16")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start shadowbox relay");
+        Self(child)
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_killed_relay_loses_and_regresses_nothing() {
+    let db = TestDb::new().await;
+    let broker = Mosquitto::start();
+    let fleet = Arc::new(Fleet::register(&db, 50).await);
+    let observer = Observer::subscribe(&broker.url(), ALL_DESIRED).await;
+    let mut relay = RelayProcess::start(&db, &broker);
+
+    let writer = {
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            for round in 0..20 {
+                for device in 0..50 {
+                    fleet.patch(device, json!({ "round": round })).await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    eventually(Duration::from_secs(30), "the relay delivers", || async {
+        fleet.statuses().await.get("delivered").copied().unwrap_or(0) >= 100
+    })
+    .await;
+    relay.0.kill().expect("SIGKILL the relay");
+    relay.0.wait().unwrap();
+    let relay = RelayProcess::start(&db, &broker);
+    writer.await.unwrap();
+
+    eventually(Duration::from_secs(30), "no pending rows", || async {
+        !fleet.statuses().await.contains_key("pending")
+    })
+    .await;
+    for (topic, versions) in observer.versions_by_topic() {
+        assert!(
+            versions.windows(2).all(|w| w[0] <= w[1]),
+            "{topic} went backwards: {versions:?}"
+        );
+    }
+    let retained = retained(&broker.url(), ALL_DESIRED).await;
+    assert_eq!(retained.len(), 50);
+    for i in 0..50 {
+        assert_eq!(version_of(&retained[&fleet.topic(i)]), 20, "device {i}");
+    }
+    let statuses = fleet.statuses().await;
+    assert_eq!(statuses.values().sum::<i64>(), 1000, "{statuses:?}");
+    assert!(!statuses.contains_key("dead"), "{statuses:?}");
+    drop(relay);
+}
