@@ -8,6 +8,7 @@
 mod duration;
 mod ops;
 mod roles;
+mod simulate;
 mod telemetry;
 
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +45,18 @@ pub struct CommonArgs {
         hide_env_values = true
     )]
     pub mqtt_url: String,
+    /// Largest desired or reported document, in bytes.
+    #[arg(long, env = "SHADOWBOX_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024, global = true)]
+    pub max_document_bytes: usize,
+    /// Deepest nesting of a desired or reported document (the document
+    /// itself is level 1).
+    #[arg(
+        long,
+        env = "SHADOWBOX_MAX_DOCUMENT_DEPTH",
+        default_value_t = 16,
+        global = true
+    )]
+    pub max_document_depth: usize,
     /// Log format: `text` or `json` (log level: `RUST_LOG`, default `info`).
     #[arg(
         long,
@@ -61,10 +74,20 @@ impl CommonArgs {
             .parse()
             .map_err(|e| anyhow::anyhow!("MQTT_URL: {e}"))
     }
+
+    /// The document limits of `--max-document-bytes` and `--max-document-depth`.
+    pub fn limits(&self) -> shadowbox_core::DocumentLimits {
+        shadowbox_core::DocumentLimits {
+            max_bytes: self.max_document_bytes,
+            max_depth: self.max_document_depth,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operators' REST API alone.
+    Api(roles::ApiArgs),
     /// Run the relay alone: drain the outbox into retained MQTT publishes.
     Relay(roles::RelayArgs),
     /// Apply the database migrations and exit.
@@ -75,6 +98,11 @@ enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(ops::TenantCommand),
+    /// Simulate devices that apply desired state and report it back.
+    Simulate(simulate::SimulateArgs),
+    /// Manage tenant API keys.
+    #[command(subcommand)]
+    Apikey(ops::ApikeyCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,8 +122,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pool.close().await;
             Ok(())
         }
+        Command::Api(args) => roles::api(&cli.common, &args).await,
         Command::Relay(args) => roles::relay(&cli.common, &args).await,
         Command::Outbox(command) => ops::outbox(&cli.common, command).await,
         Command::Tenant(command) => ops::tenant(&cli.common, command).await,
+        Command::Simulate(args) => simulate::simulate(&cli.common, args).await,
+        Command::Apikey(command) => ops::apikey(&cli.common, command).await,
     }
 }

@@ -100,6 +100,21 @@ pub enum TenantCommand {
     },
 }
 
+/// `shadowbox apikey ...`
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create an API key for a tenant; its secret is printed once and
+    /// stored only as a hash.
+    Create {
+        /// The tenant the key may reach.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Runs an `outbox` command.
 pub async fn outbox(common: &CommonArgs, command: OutboxCommand) -> anyhow::Result<()> {
     let pool = connect(common, 2).await?;
@@ -217,4 +232,25 @@ fn report(json: bool, key: &str, count: u64, text: &str) -> anyhow::Result<()> {
         println!("{count} {text}");
         Ok(())
     }
+}
+
+/// Runs an `apikey` command.
+pub async fn apikey(common: &CommonArgs, command: ApikeyCommand) -> anyhow::Result<()> {
+    let pool = connect(common, 2).await?;
+    match command {
+        ApikeyCommand::Create { tenant, json } => {
+            let key = shadowbox_api::create_api_key(&pool, &tenant)
+                .await
+                .with_context(|| format!("create a key for tenant {tenant}"))?;
+            if json {
+                print_json(&serde_json::json!({
+                    "id": key.id, "tenant_id": tenant, "secret": key.secret,
+                }))?;
+            } else {
+                println!("id:     {}\nsecret: {}", key.id, key.secret);
+                println!("(the secret is shown only now: store it)");
+            }
+        }
+    }
+    Ok(())
 }

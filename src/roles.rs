@@ -1,16 +1,51 @@
-//! The long-running roles: `relay` (and, as they land, `api`, `ingest` and
+//! The long-running roles: `api`, `relay` (and, as they land, `ingest` and
 //! `serve`), their flags, and the signals that stop them.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use prometheus_client::registry::Registry;
+use shadowbox_api::{ApiMetrics, ApiSettings};
 use shadowbox_core::broker::BrokerAddress;
 use shadowbox_relay::{RelayMetrics, RelaySettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::CommonArgs;
 use crate::duration::parse as duration;
+
+/// The API's flags.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Where the HTTP API listens.
+    #[arg(long, env = "SHADOWBOX_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// The admin bearer token; without it the admin routes are disabled.
+    #[arg(long, env = "SHADOWBOX_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+impl ApiArgs {
+    /// The API's settings.
+    pub fn settings(&self, common: &CommonArgs) -> anyhow::Result<ApiSettings> {
+        let mut settings = ApiSettings::new(self.http_addr, common.broker()?);
+        settings.admin_token = self.admin_token.clone().filter(|t| !t.is_empty());
+        settings.limits = common.limits();
+        settings.max_body_bytes = shadowbox_api::settings::body_limit_for(&settings.limits);
+        Ok(settings)
+    }
+}
+
+/// `shadowbox api`: the API alone, until SIGTERM or ctrl-c.
+pub async fn api(common: &CommonArgs, args: &ApiArgs) -> anyhow::Result<()> {
+    let settings = args.settings(common)?;
+    let pool = crate::ops::connect(common, 16).await?;
+    let mut registry = Registry::default();
+    let metrics = ApiMetrics::register(&mut registry);
+    let shutdown = shutdown_on_signal();
+    shadowbox_api::run(pool, settings, Arc::new(registry), metrics, shutdown).await
+}
 
 /// The relay's flags.
 #[derive(Debug, Clone, Args)]

@@ -12,9 +12,11 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber; the level comes from `RUST_LOG`
-/// (default `info`).
+/// (default `info`; sqlx's notices, such as "relation already exists,
+/// skipping" on every migration check, only from `warn`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -56,7 +56,13 @@ async fn a_killed_relay_loses_and_regresses_nothing() {
         })
     };
     eventually(Duration::from_secs(30), "the relay delivers", || async {
-        fleet.statuses().await.get("delivered").copied().unwrap_or(0) >= 100
+        fleet
+            .statuses()
+            .await
+            .get("delivered")
+            .copied()
+            .unwrap_or(0)
+            >= 100
     })
     .await;
     relay.0.kill().expect("SIGKILL the relay");

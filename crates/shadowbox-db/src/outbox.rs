@@ -21,8 +21,12 @@ pub enum OutboxKind<'a> {
     Clear,
 }
 
-/// Inserts the outbox row for `version` of a device and wakes the relays
-/// (the notification is delivered when the caller's transaction commits).
+/// Inserts the outbox row for `version` of a device, supersedes the
+/// device's older pending rows (coalescing at write time keeps the backlog
+/// at one pending row per device, however fast a device is changed), and
+/// wakes the relays (the notification is delivered when the caller's
+/// transaction commits). A row a relay is publishing right now may be
+/// superseded too: the relay still records its real outcome.
 pub(crate) async fn enqueue(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -35,7 +39,10 @@ pub(crate) async fn enqueue(
         OutboxKind::Clear => ("clear", Vec::new()),
     };
     sqlx::query_scalar(
-        "WITH ins AS (
+        "WITH superseded AS (
+           UPDATE outbox SET status = 'superseded'
+           WHERE tenant_id = $1 AND device_id = $2 AND status = 'pending'),
+         ins AS (
            INSERT INTO outbox (tenant_id, device_id, kind, topic, payload, version)
            VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
          SELECT ins.id FROM ins, LATERAL (SELECT pg_notify($7, '')) AS n",

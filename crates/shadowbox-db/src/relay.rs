@@ -146,7 +146,8 @@ struct NewestRow {
     superseded: i64,
 }
 
-/// Marks rows delivered, each with the time its PUBACK arrived.
+/// Marks rows delivered, each with the time its PUBACK arrived (also a
+/// row superseded while it was in flight: it did reach the broker).
 pub async fn mark_delivered(
     conn: &mut PgConnection,
     acked: &[(i64, DateTime<Utc>)],

@@ -80,6 +80,21 @@ async fn two_batches_never_hold_the_same_device() {
 async fn only_the_newest_row_of_a_device_is_published() {
     let db = TestDb::new().await;
     fleet(&db, 1, 3).await;
+    assert_eq!(
+        status_of(&db.pool, "d0").await,
+        vec![
+            (1, "superseded".into()),
+            (2, "superseded".into()),
+            (3, "pending".into())
+        ],
+        "each write supersedes the older pending rows"
+    );
+    // Older rows pending again (e.g. revived by an operator) are superseded
+    // by the relay too.
+    sqlx::query("UPDATE outbox SET status = 'pending'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let mut tx = db.pool.begin().await.unwrap();
     let devices = relay::lock_devices(&mut tx, 10, 100).await.unwrap();
     let claim = relay::take_newest(&mut tx, &devices).await.unwrap();

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet,
+    QoS,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -184,7 +187,12 @@ impl Connection {
         if let Some((user, password)) = &settings.broker.credentials {
             options.set_credentials(user.clone(), password.clone());
         }
-        let (client, eventloop) = AsyncClient::new(options, settings.max_in_flight + 1);
+        let (client, mut eventloop) = AsyncClient::new(options, settings.max_in_flight + 1);
+        // Without TCP_NODELAY a lone publish can wait for a delayed ACK.
+        let mut network = NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        network.set_connection_timeout(5);
+        eventloop.set_network_options(network);
         let (events_tx, mut events) = mpsc::channel(1024);
         // The event loop is polled by a task of its own and never cancelled
         // mid-poll; dropping the task drops the socket.

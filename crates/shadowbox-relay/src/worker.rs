@@ -68,6 +68,7 @@ impl Worker {
 
     /// Claims, publishes and settles one batch.
     pub async fn run_batch(&self) -> sqlx::Result<BatchReport> {
+        let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let devices = relay::lock_devices(
             &mut tx,
@@ -84,6 +85,7 @@ impl Worker {
         }
         let claim = relay::take_newest(&mut tx, &devices).await?;
         self.metrics.superseded.inc_by(claim.superseded);
+        let claimed_in = started.elapsed();
 
         let sent_at = Instant::now();
         let mut pending = Vec::with_capacity(claim.rows.len());
@@ -99,10 +101,22 @@ impl Worker {
             let outcome = outcome.await.unwrap_or(Outcome::NotSent);
             settled.add(row, outcome, sent_at, &self.metrics);
         }
+        let published_in = sent_at.elapsed();
         let report = settled
             .apply(&mut tx, &self.settings, &self.metrics)
             .await?;
         tx.commit().await?;
+        tracing::debug!(
+            worker = self.id,
+            devices = devices.len(),
+            superseded = claim.superseded,
+            delivered = report.delivered,
+            failed = report.failed,
+            claim_ms = claimed_in.as_millis() as u64,
+            publish_ms = published_in.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "batch settled"
+        );
         Ok(BatchReport {
             devices: devices.len(),
             ..report

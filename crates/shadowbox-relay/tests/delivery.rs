@@ -69,7 +69,8 @@ async fn a_stopped_broker_costs_nothing_and_everything_lands_after_restart() {
     // Long enough for several reconnect attempts and polls.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let statuses = fleet.statuses().await;
-    assert_eq!(statuses.get("pending"), Some(&40), "{statuses:?}");
+    assert_eq!(statuses.get("pending"), Some(&20), "{statuses:?}");
+    assert_eq!(statuses.get("superseded"), Some(&20), "{statuses:?}");
     let attempts: i64 = sqlx::query_scalar("SELECT coalesce(sum(attempts), 0) FROM outbox")
         .fetch_one(&db.pool)
         .await

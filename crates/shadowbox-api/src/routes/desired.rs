@@ -1,0 +1,148 @@
+//! Desired writes: PATCH merges (RFC 7396), PUT replaces. Each is one
+//! transaction that changes the state and enqueues its publish, or changes
+//! nothing at all.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::Value;
+use shadowbox_core::document::into_document;
+use shadowbox_core::{DeviceId, Document, TenantId};
+use shadowbox_db::desired::{DesiredChange, apply_desired_change};
+
+use crate::auth::Caller;
+use crate::if_match::expected_version;
+use crate::problem::{ApiError, Problem};
+use crate::state::AppState;
+use crate::views::{DeviceResponse, DeviceView};
+
+/// Merges the body into the desired document (`null` deletes a key).
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{tenant_id}/devices/{device_id}/desired",
+    tag = "desired",
+    security(("bearer" = [])),
+    params(
+        ("tenant_id" = String, Path, description = "the tenant"),
+        ("device_id" = String, Path, description = "the device"),
+        ("If-Match" = Option<String>, Header, description = "`\"<desired_version>\"`: write only if current (412 otherwise)"),
+    ),
+    request_body(content = Object, content_type = "application/merge-patch+json", description = "RFC 7396 merge patch; `application/json` is accepted too"),
+    responses(
+        (status = 200, description = "the device after the write (unchanged on a no-op)", body = DeviceView),
+        (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body or the resulting document is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not an object, or nested too deep", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the device is decommissioned", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn patch(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((tenant, device)): Path<(TenantId, DeviceId)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<DeviceResponse, ApiError> {
+    write(
+        caller,
+        &state,
+        &tenant,
+        &device,
+        &headers,
+        body,
+        DesiredChange::Merge,
+    )
+    .await
+}
+
+/// Replaces the whole desired document.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant_id}/devices/{device_id}/desired",
+    tag = "desired",
+    security(("bearer" = [])),
+    params(
+        ("tenant_id" = String, Path, description = "the tenant"),
+        ("device_id" = String, Path, description = "the device"),
+        ("If-Match" = Option<String>, Header, description = "`\"<desired_version>\"`: write only if current (412 otherwise)"),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "the new desired document"),
+    responses(
+        (status = 200, description = "the device after the write (unchanged on a no-op)", body = DeviceView),
+        (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body or the document is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not an object, or nested too deep", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the device is decommissioned", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn put(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((tenant, device)): Path<(TenantId, DeviceId)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<DeviceResponse, ApiError> {
+    write(
+        caller,
+        &state,
+        &tenant,
+        &device,
+        &headers,
+        body,
+        DesiredChange::Replace,
+    )
+    .await
+}
+
+/// The media types a desired write accepts. axum's `Json` takes any
+/// `application/*+json`; the contract names these two.
+const ACCEPTED: [&str; 2] = ["application/json", "application/merge-patch+json"];
+
+async fn write(
+    caller: Caller,
+    state: &AppState,
+    tenant: &TenantId,
+    device: &DeviceId,
+    headers: &HeaderMap,
+    body: Value,
+    change: fn(Document) -> DesiredChange,
+) -> Result<DeviceResponse, ApiError> {
+    caller.require_tenant(tenant)?;
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !ACCEPTED.contains(&media_type.as_str()) {
+        return Err(ApiError::unsupported_media_type(format!(
+            "send the document as {}",
+            ACCEPTED.join(" or ")
+        )));
+    }
+    let expected = expected_version(headers)?;
+    let document = into_document(body)?;
+    let mut tx = state.pool.begin().await?;
+    let outcome = apply_desired_change(
+        &mut tx,
+        tenant,
+        device,
+        change(document),
+        expected,
+        &state.settings.limits,
+    )
+    .await?;
+    tx.commit().await?;
+    let version = outcome.device.desired_version;
+    match outcome.enqueued {
+        Some(row) => {
+            tracing::info!(tenant = %tenant, device = %device, version, outbox.id = row, "desired state changed")
+        }
+        None => {
+            tracing::debug!(tenant = %tenant, device = %device, version, "desired write changed nothing")
+        }
+    }
+    Ok(DeviceResponse(StatusCode::OK, outcome.device))
+}

@@ -1,0 +1,248 @@
+//! Devices: register, list, read, decommission, and a device's deliveries.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::Value;
+use shadowbox_core::document::into_document;
+use shadowbox_core::{DeviceId, TenantId};
+use shadowbox_db::devices::{
+    DeviceFilter, decommission_device, get_device, list_devices, register_device,
+};
+use shadowbox_db::outbox::{OutboxFilter, list_rows};
+use shadowbox_db::tenants::tenant_exists;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::pagination::{CursorKind, Page, PageRequest};
+use crate::problem::{ApiError, Problem};
+use crate::state::AppState;
+use crate::views::{DeviceResponse, DeviceView, OutboxEntry};
+
+/// The body of `POST .../devices`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterDevice {
+    /// The new device's id (1-128 of A-Z a-z 0-9 _ - . :).
+    device_id: String,
+    /// Its first desired document: makes it version 1 and enqueues its
+    /// publish. Without it the device starts at version 0 with `{}`.
+    #[schema(value_type = Option<Object>)]
+    desired: Option<Value>,
+}
+
+/// Registers a device.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant_id}/devices",
+    tag = "devices",
+    security(("bearer" = [])),
+    params(("tenant_id" = String, Path, description = "the tenant")),
+    request_body = RegisterDevice,
+    responses(
+        (status = 201, description = "registered; `ETag` is the desired version", body = DeviceView),
+        (status = 409, description = "the device exists", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn register(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(tenant): Path<TenantId>,
+    Json(body): Json<RegisterDevice>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let device = DeviceId::parse(body.device_id)
+        .map_err(|e| ApiError::bad_request(format!("device_id: {e}")))?;
+    let desired = body.desired.map(into_document).transpose()?;
+    let mut tx = state.pool.begin().await?;
+    let record =
+        register_device(&mut tx, &tenant, &device, desired, &state.settings.limits).await?;
+    tx.commit().await?;
+    tracing::info!(tenant = %tenant, device = %device, version = record.desired_version, "device registered");
+    let location = HeaderValue::from_str(&format!("/v1/tenants/{tenant}/devices/{device}"))
+        .expect("identifiers are valid header characters");
+    Ok((
+        [(header::LOCATION, location)],
+        DeviceResponse(StatusCode::CREATED, record),
+    ))
+}
+
+/// A device's status, for filtering.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DeviceStatus {
+    /// Takes desired writes.
+    Active,
+    /// Takes none.
+    Decommissioned,
+}
+
+impl DeviceStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Decommissioned => "decommissioned",
+        }
+    }
+}
+
+/// Filters and page of `GET .../devices`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListDevices {
+    /// Only devices with this status.
+    #[param(inline)]
+    status: Option<DeviceStatus>,
+    /// Only devices that are (`true`) or are not (`false`) in sync.
+    in_sync: Option<bool>,
+    /// Page size, 1-1000 (default 100).
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Lists the tenant's devices in device id order.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant_id}/devices",
+    tag = "devices",
+    security(("bearer" = [])),
+    params(("tenant_id" = String, Path, description = "the tenant"), ListDevices),
+    responses(
+        (status = 200, description = "one page", body = Page<DeviceView>),
+        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(tenant): Path<TenantId>,
+    Query(query): Query<ListDevices>,
+) -> Result<Json<Page<DeviceView>>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Devices)?;
+    if !tenant_exists(&state.pool, &tenant).await? {
+        return Err(ApiError::not_found("tenant not found"));
+    }
+    let filter = DeviceFilter {
+        status: query.status.map(|s| s.as_str().to_owned()),
+        in_sync: query.in_sync,
+        after: page.after.clone(),
+    };
+    let rows = list_devices(&state.pool, &tenant, &filter, page.fetch()).await?;
+    let rows = rows.into_iter().map(DeviceView::from).collect();
+    Ok(Json(
+        page.page(rows, CursorKind::Devices, |d| d.device_id.clone()),
+    ))
+}
+
+/// Reads a device and its shadow.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant_id}/devices/{device_id}",
+    tag = "devices",
+    security(("bearer" = [])),
+    params(
+        ("tenant_id" = String, Path, description = "the tenant"),
+        ("device_id" = String, Path, description = "the device"),
+    ),
+    responses(
+        (status = 200, description = "the device; `ETag` is the desired version", body = DeviceView),
+        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn get(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((tenant, device)): Path<(TenantId, DeviceId)>,
+) -> Result<DeviceResponse, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let record = get_device(&state.pool, &tenant, &device)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device not found"))?;
+    Ok(DeviceResponse(StatusCode::OK, record))
+}
+
+/// Decommissions a device and enqueues the clear of its retained desired
+/// message; idempotent.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant_id}/devices/{device_id}/decommission",
+    tag = "devices",
+    security(("bearer" = [])),
+    params(
+        ("tenant_id" = String, Path, description = "the tenant"),
+        ("device_id" = String, Path, description = "the device"),
+    ),
+    responses(
+        (status = 200, description = "decommissioned (now or before)", body = DeviceView),
+        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn decommission(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((tenant, device)): Path<(TenantId, DeviceId)>,
+) -> Result<DeviceResponse, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let mut tx = state.pool.begin().await?;
+    let (record, changed) = decommission_device(&mut tx, &tenant, &device).await?;
+    tx.commit().await?;
+    if changed {
+        tracing::info!(tenant = %tenant, device = %device, "device decommissioned");
+    }
+    Ok(DeviceResponse(StatusCode::OK, record))
+}
+
+/// Page of `GET .../deliveries`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListDeliveries {
+    /// Page size, 1-1000 (default 100).
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The device's outbox rows, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant_id}/devices/{device_id}/deliveries",
+    tag = "devices",
+    security(("bearer" = [])),
+    params(
+        ("tenant_id" = String, Path, description = "the tenant"),
+        ("device_id" = String, Path, description = "the device"),
+        ListDeliveries,
+    ),
+    responses(
+        (status = 200, description = "one page, newest first", body = Page<OutboxEntry>),
+        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn deliveries(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((tenant, device)): Path<(TenantId, DeviceId)>,
+    Query(query): Query<ListDeliveries>,
+) -> Result<Json<Page<OutboxEntry>>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Outbox)?;
+    if get_device(&state.pool, &tenant, &device).await?.is_none() {
+        return Err(ApiError::not_found("device not found"));
+    }
+    let filter = OutboxFilter {
+        tenant: Some(tenant.into_string()),
+        device: Some(device.into_string()),
+        before_id: page.outbox_before()?,
+        ..OutboxFilter::default()
+    };
+    let rows = list_rows(&state.pool, &filter, page.fetch()).await?;
+    let rows = rows.into_iter().map(OutboxEntry::from).collect();
+    Ok(Json(
+        page.page(rows, CursorKind::Outbox, |r| r.id.to_string()),
+    ))
+}

@@ -1,0 +1,118 @@
+//! The tenant's outbox: list rows by status, revive a dead row.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use shadowbox_core::TenantId;
+use shadowbox_db::outbox::{OutboxFilter, list_rows, retry_dead};
+use shadowbox_db::tenants::tenant_exists;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::pagination::{CursorKind, Page, PageRequest};
+use crate::problem::{ApiError, Problem};
+use crate::state::AppState;
+use crate::views::OutboxEntry;
+
+/// An outbox row's status, for filtering.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OutboxStatus {
+    /// Waiting to be published.
+    Pending,
+    /// Acknowledged by the broker.
+    Delivered,
+    /// Replaced by a newer row of its device before being published.
+    Superseded,
+    /// Given up on; `retry` revives it.
+    Dead,
+}
+
+impl OutboxStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Superseded => "superseded",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// Filter and page of `GET .../outbox`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListOutbox {
+    /// Only rows in this status.
+    #[param(inline)]
+    status: Option<OutboxStatus>,
+    /// Page size, 1-1000 (default 100).
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Lists the tenant's outbox rows, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant_id}/outbox",
+    tag = "outbox",
+    security(("bearer" = [])),
+    params(("tenant_id" = String, Path, description = "the tenant"), ListOutbox),
+    responses(
+        (status = 200, description = "one page, newest first", body = Page<OutboxEntry>),
+        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(tenant): Path<TenantId>,
+    Query(query): Query<ListOutbox>,
+) -> Result<Json<Page<OutboxEntry>>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Outbox)?;
+    if !tenant_exists(&state.pool, &tenant).await? {
+        return Err(ApiError::not_found("tenant not found"));
+    }
+    let filter = OutboxFilter {
+        tenant: Some(tenant.into_string()),
+        status: query.status.map(|s| s.as_str().to_owned()),
+        before_id: page.outbox_before()?,
+        ..OutboxFilter::default()
+    };
+    let rows = list_rows(&state.pool, &filter, page.fetch()).await?;
+    let rows = rows.into_iter().map(OutboxEntry::from).collect();
+    Ok(Json(
+        page.page(rows, CursorKind::Outbox, |r| r.id.to_string()),
+    ))
+}
+
+/// Puts a `dead` row back to `pending`, due now, attempts reset.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant_id}/outbox/{id}/retry",
+    tag = "outbox",
+    security(("bearer" = [])),
+    params(
+        ("tenant_id" = String, Path, description = "the tenant"),
+        ("id" = i64, Path, description = "the outbox row"),
+    ),
+    responses(
+        (status = 200, description = "the row, pending again", body = OutboxEntry),
+        (status = 409, description = "the row is not dead", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn retry(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(TenantId, i64)>,
+) -> Result<Json<OutboxEntry>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let mut tx = state.pool.begin().await?;
+    let row = retry_dead(&mut tx, Some(&tenant), id).await?;
+    tx.commit().await?;
+    tracing::info!(tenant = %tenant, outbox.id = id, "dead outbox row revived");
+    Ok(Json(row.into()))
+}

@@ -1,0 +1,75 @@
+//! The API's settings: where it listens, who is admin, document limits and
+//! the broker `/readyz` checks.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shadowbox_core::DocumentLimits;
+use shadowbox_core::broker::BrokerAddress;
+
+/// How the API runs.
+#[derive(Clone)]
+pub struct ApiSettings {
+    /// Where the HTTP server listens (`SHADOWBOX_HTTP_ADDR`). The caller
+    /// binds it; [`crate::serve`] takes the bound listener.
+    pub http_addr: SocketAddr,
+    /// The admin bearer token (`SHADOWBOX_ADMIN_TOKEN`); `None` disables
+    /// the admin routes.
+    pub admin_token: Option<String>,
+    /// Size and depth limits of a desired document after a change.
+    pub limits: DocumentLimits,
+    /// Largest request body accepted, checked before parsing: a larger
+    /// body answers 413 without being read whole.
+    pub max_body_bytes: usize,
+    /// The broker `/readyz` connects to.
+    pub broker: BrokerAddress,
+    /// How long `/readyz` waits for the database and for the broker's
+    /// CONNACK.
+    pub readiness_timeout: Duration,
+    /// How long a `/readyz` result is reused, so scrapers cannot hammer
+    /// the database or the broker.
+    pub readiness_cache: Duration,
+}
+
+impl ApiSettings {
+    /// Defaults: document limits of 64 KiB and depth 16, admin routes
+    /// disabled, a 2 s readiness timeout cached for 1 s.
+    pub fn new(http_addr: SocketAddr, broker: BrokerAddress) -> Self {
+        let limits = DocumentLimits::default();
+        Self {
+            http_addr,
+            admin_token: None,
+            limits,
+            max_body_bytes: body_limit_for(&limits),
+            broker,
+            readiness_timeout: Duration::from_secs(2),
+            readiness_cache: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The body limit that fits documents of `limits`: twice the document
+/// size, since a body may be pretty-printed and a merge patch may carry
+/// `null`s that the stored document will not.
+pub fn body_limit_for(limits: &DocumentLimits) -> usize {
+    limits.max_bytes.saturating_mul(2)
+}
+
+// Never print the admin token.
+impl fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("http_addr", &self.http_addr)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("limits", &self.limits)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("broker", &self.broker)
+            .field("readiness_timeout", &self.readiness_timeout)
+            .field("readiness_cache", &self.readiness_cache)
+            .finish()
+    }
+}

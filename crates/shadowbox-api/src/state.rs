@@ -1,0 +1,44 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+
+use crate::metrics::ApiMetrics;
+use crate::readiness::Readiness;
+use crate::settings::ApiSettings;
+
+/// The handlers' shared state; cheap to clone. Made by [`AppState::new`].
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub(crate) pool: PgPool,
+    /// The API's settings.
+    pub(crate) settings: Arc<ApiSettings>,
+    /// The whole process's metrics (every role's), encoded by `/metrics`.
+    pub(crate) registry: Arc<Registry>,
+    /// The API's own metrics, also registered in `registry`.
+    pub(crate) metrics: ApiMetrics,
+    /// The cached `/readyz` result.
+    pub(crate) readiness: Arc<Readiness>,
+}
+
+impl AppState {
+    /// State for a router. `metrics` must be registered in `registry`
+    /// (see [`ApiMetrics::register`]) before the registry was frozen.
+    pub fn new(
+        pool: PgPool,
+        settings: ApiSettings,
+        registry: Arc<Registry>,
+        metrics: ApiMetrics,
+    ) -> Self {
+        Self {
+            pool,
+            settings: Arc::new(settings),
+            registry,
+            metrics,
+            readiness: Arc::new(Readiness::default()),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The JSON shapes of the contract: the device with its shadow, outbox
+//! rows, tenants and keys, and the response that carries a device's ETag.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shadowbox_core::Document;
+use shadowbox_core::delta::delta;
+use shadowbox_db::devices::DeviceRecord;
+use shadowbox_db::outbox::OutboxRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A device and its shadow.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeviceView {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The device.
+    pub device_id: String,
+    /// `active` or `decommissioned`.
+    pub status: String,
+    /// The desired document.
+    #[schema(value_type = Object)]
+    pub desired: Document,
+    /// Bumped by one on every desired change; also the `ETag`.
+    pub desired_version: i64,
+    /// The reported document, as the device last sent it.
+    #[schema(value_type = Object)]
+    pub reported: Document,
+    /// The desired version the device says it applied.
+    pub reported_version: i64,
+    /// The parts of `desired` that differ from `reported`.
+    #[schema(value_type = Object)]
+    pub delta: Document,
+    /// `reported_version >= desired_version`.
+    pub in_sync: bool,
+    /// When the device last sent a valid reported message.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// When the device was registered.
+    pub created_at: DateTime<Utc>,
+    /// The device's newest outbox row, `null` before the first publish.
+    pub delivery: Option<DeliverySummary>,
+}
+
+/// The state of a device's newest publish.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliverySummary {
+    /// `pending`, `delivered`, `superseded` or `dead`.
+    pub status: String,
+    /// The desired version it carries.
+    pub version: i64,
+    /// Publish attempts made.
+    pub attempts: i32,
+    /// Text of the last failure.
+    pub last_error: Option<String>,
+    /// When the broker acknowledged it.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<DeviceRecord> for DeviceView {
+    fn from(d: DeviceRecord) -> Self {
+        let delivery = d.delivery_status.map(|status| DeliverySummary {
+            status,
+            version: d.delivery_version.unwrap_or_default(),
+            attempts: d.delivery_attempts.unwrap_or_default(),
+            last_error: d.delivery_last_error,
+            delivered_at: d.delivered_at,
+        });
+        let (desired, reported) = (d.desired_state.0, d.reported_state.0);
+        Self {
+            tenant_id: d.tenant_id,
+            device_id: d.device_id,
+            status: d.status,
+            delta: delta(&desired, &reported),
+            desired,
+            desired_version: d.desired_version,
+            reported,
+            reported_version: d.reported_version,
+            in_sync: d.reported_version >= d.desired_version,
+            last_seen: d.last_seen,
+            created_at: d.created_at,
+            delivery,
+        }
+    }
+}
+
+/// A device response: the device as JSON with `ETag: "<desired_version>"`.
+pub struct DeviceResponse(pub StatusCode, pub DeviceRecord);
+
+impl IntoResponse for DeviceResponse {
+    fn into_response(self) -> Response {
+        let view = DeviceView::from(self.1);
+        let etag = HeaderValue::from_str(&format!("\"{}\"", view.desired_version))
+            .expect("a quoted number is a valid header value");
+        (self.0, [(header::ETAG, etag)], Json(view)).into_response()
+    }
+}
+
+/// One outbox row: one publish of a device's desired state (or its clear).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OutboxEntry {
+    /// Increasing id.
+    pub id: i64,
+    /// Whose.
+    pub tenant_id: String,
+    /// Whose.
+    pub device_id: String,
+    /// `desired` or `clear`.
+    pub kind: String,
+    /// The MQTT topic.
+    pub topic: String,
+    /// The desired version it carries.
+    pub version: i64,
+    /// `pending`, `delivered`, `superseded` or `dead`.
+    pub status: String,
+    /// Publish attempts made.
+    pub attempts: i32,
+    /// When it may be tried again.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Text of the last failure.
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When the broker acknowledged it.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<OutboxRow> for OutboxEntry {
+    fn from(r: OutboxRow) -> Self {
+        Self {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            device_id: r.device_id,
+            kind: r.kind,
+            topic: r.topic,
+            version: r.version,
+            status: r.status,
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            last_error: r.last_error,
+            created_at: r.created_at,
+            delivered_at: r.delivered_at,
+        }
+    }
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TenantView {
+    /// The tenant.
+    pub tenant_id: String,
+}
+
+/// A new API key. `secret` is the bearer token and is never shown again.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    /// The key's id.
+    pub id: Uuid,
+    /// The tenant it reaches.
+    pub tenant_id: String,
+    /// The bearer token (`sbk_...`); only its hash is stored.
+    pub secret: String,
+}

@@ -1,0 +1,10 @@
+//! The API end to end: the real router on a real socket, a fresh database
+//! per test, and a real HTTP client.
+
+mod auth;
+mod desired;
+mod devices;
+mod errors;
+mod helpers;
+mod operations;
+mod outbox;

@@ -1,0 +1,68 @@
+//! shadowbox device simulator: a fleet of devices that apply the desired
+//! state shadowbox publishes and report it back, over a real MQTT broker.
+//!
+//! Data flows through the modules in this order:
+//!
+//! - [`settings`]: what to simulate ([`SimSettings`]): tenant, devices,
+//!   how they share connections and how flaky they are;
+//! - `connection`: one MQTT connection serving a group of devices: it
+//!   subscribes to their desired topics and publishes their reports,
+//!   reconnecting as a device would;
+//! - `device`: one device's rules (ignore older versions, forget on clear)
+//!   and its reported payload;
+//! - [`stats`]: shared counters ([`SimStats`]), logged periodically.
+//!
+//! It depends on `shadowbox-core` only: the simulator is a device, it knows
+//! the wire contract and nothing of the service.
+
+mod connection;
+mod device;
+pub mod settings;
+pub mod stats;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use settings::{Connections, SimSettings, device_ids};
+pub use stats::SimStats;
+
+/// Runs the simulated devices until `shutdown` is cancelled, logging the
+/// counters every `settings.report_every`; returns the final counters.
+pub async fn run(settings: SimSettings, shutdown: CancellationToken) -> anyhow::Result<SimStats> {
+    settings.validate()?;
+    let counters = Arc::new(stats::Counters::default());
+    let groups = connection::groups(&settings);
+    counters.set_online(groups.iter().map(|g| g.devices.len()).sum());
+    tracing::info!(
+        broker = %settings.broker,
+        tenant = %settings.tenant,
+        devices = settings.devices.len(),
+        online = counters.snapshot().online,
+        connections = groups.len(),
+        "simulator starting"
+    );
+    let settings = Arc::new(settings);
+    let tracker = TaskTracker::new();
+    for group in groups {
+        tracker.spawn(connection::run(
+            group,
+            Arc::clone(&settings),
+            Arc::clone(&counters),
+            shutdown.clone(),
+        ));
+    }
+    tracker.close();
+    let mut ticks = tokio::time::interval(settings.report_every);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = tracker.wait() => break,
+            _ = ticks.tick() => tracing::info!(stats = %counters.snapshot(), "simulator"),
+        }
+    }
+    let stats = counters.snapshot();
+    tracing::info!(stats = %stats, "simulator stopped");
+    Ok(stats)
+}

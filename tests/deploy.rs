@@ -1,0 +1,576 @@
+//! The deployment files, checked without a Docker engine.
+//!
+//! - `docker-compose.yml` parses and wires the expected services, commands,
+//!   environment, healthchecks and start order;
+//! - the API healthcheck command really tells a healthy server from an
+//!   unhealthy or absent one;
+//! - `deploy/mosquitto/` (config, password file, ACL) loads in a real
+//!   Mosquitto, whose own compose healthcheck passes, and whose ACLs give
+//!   each device its own topics only and each service account what it
+//!   needs. Clients are `mosquitto_pub` / `mosquitto_sub`, as an operator
+//!   would use them.
+//!
+//! MQTT 3.1.1 acknowledges a refused publish and then drops it, so a
+//! refusal is shown by a privileged subscriber that receives an allowed
+//! marker sent after the refused message, and never the refused message.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_norway::Value;
+use shadowbox_core::broker::BrokerAddress;
+use shadowbox_testkit::{free_port, wait_for_port};
+
+/// How long any one client command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a subscriber waits for a message it expects.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// `docker-compose.yml`, parsed, with its `<<` merge keys applied.
+fn compose() -> Value {
+    let text = std::fs::read_to_string(repo_file("docker-compose.yml")).expect("read compose");
+    let mut compose: Value = serde_norway::from_str(&text).expect("compose is valid YAML");
+    compose.apply_merge().expect("compose merge keys");
+    compose
+}
+
+fn text<'a>(value: &'a Value, what: &str) -> &'a str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {value:?}"))
+}
+
+/// Strings of a YAML sequence.
+fn strings(value: &Value, what: &str) -> Vec<String> {
+    value
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{what} is not a list: {value:?}"))
+        .iter()
+        .map(|v| text(v, what).to_owned())
+        .collect()
+}
+
+/// `s` as compose interpolates it when no variable is set: every
+/// `${NAME:-default}` becomes `default`.
+fn with_defaults(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("closed ${") + start;
+        let (_, default) = rest[start + 2..end]
+            .split_once(":-")
+            .unwrap_or_else(|| panic!("{s:?}: every variable needs a :- default"));
+        out.push_str(default);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The default value of environment variable `name` of `service`.
+fn env_default(compose: &Value, service: &str, name: &str) -> String {
+    let value = &compose["services"][service]["environment"][name];
+    with_defaults(text(value, &format!("{service}.environment.{name}")))
+}
+
+/// The broker login a service gets from its `MQTT_URL` default.
+fn mqtt_login(compose: &Value, service: &str) -> Login {
+    let url = env_default(compose, service, "MQTT_URL");
+    let address: BrokerAddress = url.parse().expect("MQTT_URL parses");
+    assert_eq!((address.host.as_str(), address.port), ("mosquitto", 1883));
+    let (user, password) = address.credentials.expect("MQTT_URL carries a login");
+    Login { user, password }
+}
+
+#[test]
+fn compose_wires_every_service() {
+    let compose = compose();
+    let services = compose["services"].as_mapping().expect("services");
+    let mut names: Vec<&str> = services.keys().map(|k| text(k, "service name")).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["api", "ingest", "migrate", "mosquitto", "postgres", "relay"]
+    );
+
+    for (service, command) in [
+        ("migrate", "migrate"),
+        ("api", "api"),
+        ("relay", "relay"),
+        ("ingest", "ingest"),
+    ] {
+        let s = &compose["services"][service];
+        assert_eq!(text(&s["image"], "image"), "shadowbox:local", "{service}");
+        assert_eq!(text(&s["build"], "build"), ".", "{service}");
+        assert_eq!(strings(&s["command"], "command"), [command], "{service}");
+        assert!(
+            env_default(&compose, service, "DATABASE_URL")
+                .starts_with("postgres://shadowbox:change-me-postgres@postgres:5432/"),
+            "{service}"
+        );
+        assert_eq!(
+            env_default(&compose, service, "SHADOWBOX_LOG_FORMAT"),
+            "json"
+        );
+        assert_eq!(env_default(&compose, service, "RUST_LOG"), "info");
+        let depends = &s["depends_on"];
+        assert_eq!(
+            text(&depends["postgres"]["condition"], "condition"),
+            "service_healthy",
+            "{service}"
+        );
+        if service != "migrate" {
+            assert_eq!(mqtt_login(&compose, service).user, service);
+            assert_eq!(
+                text(&depends["mosquitto"]["condition"], "condition"),
+                "service_healthy"
+            );
+            assert_eq!(
+                text(&depends["migrate"]["condition"], "condition"),
+                "service_completed_successfully"
+            );
+        }
+    }
+    assert_eq!(
+        compose["services"]["migrate"]["restart"].as_str(),
+        Some("no")
+    );
+    assert_eq!(
+        compose["services"]["relay"]["deploy"]["replicas"].as_u64(),
+        Some(2)
+    );
+
+    let api = &compose["services"]["api"];
+    assert_eq!(
+        env_default(&compose, "api", "SHADOWBOX_HTTP_ADDR"),
+        "0.0.0.0:8080"
+    );
+    assert!(env_default(&compose, "api", "SHADOWBOX_ADMIN_TOKEN").starts_with("change-me"));
+    assert_eq!(strings(&api["ports"], "ports"), ["8080:8080"]);
+
+    for service in ["postgres", "mosquitto", "api"] {
+        let check = &compose["services"][service]["healthcheck"];
+        assert!(!strings(&check["test"], "test").is_empty(), "{service}");
+        assert!(check["interval"].as_str().is_some(), "{service}");
+    }
+    assert!(
+        strings(
+            &compose["services"]["postgres"]["volumes"],
+            "postgres volumes"
+        )
+        .iter()
+        .any(|v| v.starts_with("pgdata:"))
+    );
+    assert!(compose["volumes"].get("pgdata").is_some());
+    assert!(compose["volumes"].get("mosquitto-data").is_some());
+}
+
+#[test]
+fn api_healthcheck_tells_healthy_from_not() {
+    let test = strings(
+        &compose()["services"]["api"]["healthcheck"]["test"],
+        "api healthcheck",
+    );
+    assert_eq!(test[..3], ["CMD", "bash", "-c"]);
+    let script = &test[3];
+    assert!(script.contains("/dev/tcp/127.0.0.1/8080"), "{script}");
+    let probe = |port: u16| {
+        let script = script.replace("/127.0.0.1/8080", &format!("/127.0.0.1/{port}"));
+        let mut command = Command::new("bash");
+        command.args(["-c", &script]);
+        run_bounded(&mut command).success()
+    };
+    assert!(probe(http_server("200 OK", "/healthz")));
+    assert!(!probe(http_server("503 Service Unavailable", "/healthz")));
+    assert!(!probe(free_port()), "nothing listening");
+}
+
+/// A one-connection HTTP server on a free port answering `status`, and
+/// checking that the request asked for `path`.
+fn http_server(status: &'static str, path: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(RECEIVE_TIMEOUT))
+            .expect("timeout");
+        // The client may write its request in pieces: read up to the
+        // blank line that ends the headers, as a real server does.
+        let mut request = String::new();
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        while !request.ends_with("\r\n\r\n") {
+            if reader.read_line(&mut request).expect("read request") == 0 {
+                break;
+            }
+        }
+        assert!(
+            request.starts_with(&format!("GET {path} HTTP/1.")),
+            "{request}"
+        );
+        let _ = write!(stream, "HTTP/1.0 {status}\r\ncontent-length: 2\r\n\r\nok");
+    });
+    port
+}
+
+/// Runs `command`, killing it if it outlives [`COMMAND_TIMEOUT`].
+fn run_bounded(command: &mut Command) -> ExitStatus {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} took longer than {COMMAND_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A broker account.
+#[derive(Debug, Clone)]
+struct Login {
+    user: String,
+    password: String,
+}
+
+impl Login {
+    fn new(user: &str, password: &str) -> Self {
+        Self {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+}
+
+/// The repository's broker configuration in a private folder, running on
+/// a free port; the broker is killed and the folder removed when dropped.
+struct Broker {
+    dir: PathBuf,
+    port: u16,
+    child: Child,
+}
+
+impl Broker {
+    /// Loads `deploy/mosquitto/` with its paths moved into a private
+    /// folder and its listener moved to a free port on 127.0.0.1.
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "shadowbox-deploy-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(dir.join("data")).expect("create broker dir");
+        let port = free_port();
+        let original =
+            std::fs::read_to_string(repo_file("deploy/mosquitto/mosquitto.conf")).expect("conf");
+        let mut conf = original
+            .replace(
+                "\nlistener 1883\n",
+                &format!("\nlistener {port} 127.0.0.1\n"),
+            )
+            .replace("/mosquitto/config/", &format!("{}/", dir.display()))
+            .replace("/mosquitto/data/", &format!("{}/data/", dir.display()));
+        for (what, needle) in [
+            ("listener", "listener 1883\n"),
+            ("config paths", "/mosquitto/config/"),
+            ("data path", "/mosquitto/data/"),
+        ] {
+            assert!(original.contains(needle), "mosquitto.conf lost its {what}");
+            assert!(!conf.contains(needle), "{what} not rewritten");
+        }
+        // Started as root, Mosquitto would switch to the `mosquitto` user,
+        // who cannot read this private folder; as anyone else it ignores
+        // this line.
+        conf.push_str("\nuser root\n");
+        std::fs::write(dir.join("mosquitto.conf"), conf).expect("write conf");
+        for file in ["passwd", "acl"] {
+            std::fs::copy(
+                repo_file(&format!("deploy/mosquitto/{file}")),
+                dir.join(file),
+            )
+            .expect("copy broker file");
+        }
+        let log = std::fs::File::create(dir.join("mosquitto.log")).expect("log file");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start mosquitto (apt-get install mosquitto)");
+        let mut broker = Self { dir, port, child };
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(status) = broker.child.try_wait().expect("wait") {
+            panic!("mosquitto refused the config ({status}):\n{}", broker.log());
+        }
+        wait_for_port(port, Duration::from_secs(10));
+        broker
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// Adds a device account the way deploy/README.md tells operators to.
+    fn add_account(&self, login: &Login) {
+        let status = run_bounded(
+            Command::new("mosquitto_passwd")
+                .arg("-b")
+                .arg(self.dir.join("passwd"))
+                .args([&login.user, &login.password]),
+        );
+        assert!(status.success(), "mosquitto_passwd {}", login.user);
+    }
+
+    /// Publishes at QoS 1 as `login`; whether the broker let it connect.
+    fn publish(&self, login: &Login, topic: &str, payload: &str, retain: bool) -> bool {
+        let mut command = Command::new("mosquitto_pub");
+        command
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
+            .args(["-u", &login.user, "-P", &login.password])
+            .args(["-t", topic, "-m", payload]);
+        if retain {
+            command.arg("-r");
+        }
+        run_bounded(&mut command).success()
+    }
+
+    /// Subscribes as `login` to `filters` at QoS 1.
+    fn subscribe(&self, login: &Login, filters: &[&str]) -> Subscriber {
+        let mut command = Command::new("mosquitto_sub");
+        command
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
+            .args(["-u", &login.user, "-P", &login.password, "-v"]);
+        for filter in filters {
+            command.args(["-t", filter]);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto_sub");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Subscriber { child, lines }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `mosquitto_sub -v`, killed when dropped.
+struct Subscriber {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Subscriber {
+    /// The next `topic payload` line, if one comes in time.
+    fn next(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// The next line, which must come.
+    fn expect(&self) -> String {
+        self.next(RECEIVE_TIMEOUT)
+            .expect("an expected message did not arrive")
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn reported(tenant: &str, device: &str) -> String {
+    format!("tenant/{tenant}/device/{device}/shadow/reported")
+}
+
+fn desired(tenant: &str, device: &str) -> String {
+    format!("tenant/{tenant}/device/{device}/shadow/desired")
+}
+
+/// The shipped example device and two more added as an operator would: a
+/// neighbour in the same tenant and the same device id in another tenant.
+fn devices(broker: &Broker) -> (Login, Login, Login) {
+    let pump7 = Login::new("tenant/acme/device/pump-7", "change-me-device");
+    let pump8 = Login::new("tenant/acme/device/pump-8", "pump-8-secret");
+    let other_tenant = Login::new("tenant/globex/device/pump-7", "globex-secret");
+    broker.add_account(&pump8);
+    broker.add_account(&other_tenant);
+    // The broker reads the password file at start and on SIGHUP.
+    let status = run_bounded(Command::new("kill").args(["-HUP", &broker.child.id().to_string()]));
+    assert!(status.success());
+    // A reload is asynchronous: wait until the new account logs in.
+    let deadline = Instant::now() + RECEIVE_TIMEOUT;
+    while !broker.publish(&pump8, &reported("acme", "pump-8"), "hello", false) {
+        assert!(Instant::now() < deadline, "reload: {}", broker.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (pump7, pump8, other_tenant)
+}
+
+#[test]
+fn broker_config_loads_and_its_healthcheck_passes() {
+    let broker = Broker::start();
+    let compose = compose();
+    let test = strings(
+        &compose["services"]["mosquitto"]["healthcheck"]["test"],
+        "mosquitto healthcheck",
+    );
+    assert_eq!(test[0], "CMD-SHELL");
+    // Compose turns `$$` into `$` and the container has the variable.
+    let script = test[1]
+        .replace("$$", "$")
+        .replace("-p 1883", &format!("-p {}", broker.port));
+    let password = env_default(&compose, "mosquitto", "MQTT_HEALTHCHECK_PASSWORD");
+    let check = |password: &str| {
+        run_bounded(
+            Command::new("sh")
+                .args(["-c", &script])
+                .env("MQTT_HEALTHCHECK_PASSWORD", password),
+        )
+        .success()
+    };
+    assert!(check(&password), "healthcheck failed:\n{}", broker.log());
+    assert!(!check("wrong-password"));
+}
+
+#[test]
+fn accounts_log_in_and_strangers_do_not() {
+    let broker = Broker::start();
+    let compose = compose();
+    let topic = reported("acme", "pump-7");
+    for service in ["api", "relay", "ingest"] {
+        let login = mqtt_login(&compose, service);
+        assert!(
+            broker.publish(&login, "any/topic", "x", false),
+            "{service} cannot log in with its compose default"
+        );
+        let wrong = Login::new(&login.user, "wrong");
+        assert!(!broker.publish(&wrong, "any/topic", "x", false));
+    }
+    let anonymous = run_bounded(
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+            .args(["-t", &topic, "-m", "x"]),
+    );
+    assert!(!anonymous.success(), "anonymous clients are refused");
+}
+
+#[test]
+fn devices_publish_only_their_own_reported_state() {
+    let broker = Broker::start();
+    let compose = compose();
+    let (pump7, pump8, other_tenant) = devices(&broker);
+    let (relay, ingest) = (
+        mqtt_login(&compose, "relay"),
+        mqtt_login(&compose, "ingest"),
+    );
+    let ingester = broker.subscribe(
+        &ingest,
+        &["$share/shadowbox/tenant/+/device/+/shadow/reported"],
+    );
+    // Nothing says when the subscription is in place: probe until it is.
+    let own = reported("acme", "pump-7");
+    let deadline = Instant::now() + RECEIVE_TIMEOUT;
+    loop {
+        assert!(broker.publish(&pump7, &own, "probe", false));
+        if ingester.next(Duration::from_millis(200)).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ingester never subscribed");
+    }
+
+    // Refused: another device's topic (same tenant, other tenant), the
+    // device's own desired topic, and the relay writing reported state.
+    assert!(broker.publish(&pump7, &reported("acme", "pump-8"), "forged", false));
+    assert!(broker.publish(&pump7, &reported("globex", "pump-7"), "forged", false));
+    assert!(broker.publish(&relay, &own, "forged", false));
+    assert!(broker.publish(&ingest, &own, "forged", false));
+    // Allowed, and sent after every refused one.
+    assert!(broker.publish(&pump8, &reported("acme", "pump-8"), "own-8", false));
+    assert!(broker.publish(&other_tenant, &reported("globex", "pump-7"), "own-g", false));
+    assert!(broker.publish(&pump7, &own, "marker", false));
+
+    let received: Vec<String> = std::iter::from_fn(|| Some(ingester.expect()))
+        .filter(|line| !line.ends_with(" probe"))
+        .take(3)
+        .collect();
+    assert_eq!(
+        received,
+        [
+            format!("{} own-8", reported("acme", "pump-8")),
+            format!("{} own-g", reported("globex", "pump-7")),
+            format!("{own} marker"),
+        ]
+    );
+    assert_eq!(ingester.next(Duration::from_millis(300)), None);
+}
+
+#[test]
+fn devices_read_only_their_own_desired_state() {
+    let broker = Broker::start();
+    let compose = compose();
+    let (pump7, pump8, _other_tenant) = devices(&broker);
+    let relay = mqtt_login(&compose, "relay");
+    let own = desired("acme", "pump-7");
+    for (tenant, device) in [("acme", "pump-8"), ("globex", "pump-7"), ("acme", "pump-7")] {
+        let payload = format!("for-{tenant}-{device}");
+        assert!(broker.publish(&relay, &desired(tenant, device), &payload, true));
+    }
+
+    // Even a wildcard subscription delivers only the device's own retained
+    // desired state (retained messages are sent on subscribing).
+    let device = broker.subscribe(&pump7, &["tenant/+/device/+/shadow/desired"]);
+    assert_eq!(device.expect(), format!("{own} for-acme-pump-7"));
+    // Refused: the device writing desired state, its own or another's.
+    assert!(broker.publish(&pump7, &own, "forged", false));
+    assert!(broker.publish(&pump8, &own, "forged", false));
+    // Not delivered: another device's live desired state.
+    assert!(broker.publish(&relay, &desired("acme", "pump-8"), "live-8", false));
+    assert!(broker.publish(&relay, &own, "marker", false));
+    assert_eq!(device.expect(), format!("{own} marker"));
+    assert_eq!(device.next(Duration::from_millis(300)), None);
+
+    // The neighbour does get its own.
+    let neighbour = broker.subscribe(&pump8, &[&desired("acme", "pump-8")]);
+    assert_eq!(
+        neighbour.expect(),
+        format!("{} for-acme-pump-8", desired("acme", "pump-8"))
+    );
+}
