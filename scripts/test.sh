@@ -19,6 +19,9 @@ need mosquitto "apt-get install mosquitto mosquitto-clients"
 need mosquitto_sub "apt-get install mosquitto-clients"
 need pg_ctl "apt-get install postgresql (tests run private clusters with initdb/pg_ctl)"
 need initdb "apt-get install postgresql"
+need psql "apt-get install postgresql-client"
+need curl "apt-get install curl"
+need jq "apt-get install jq"
 
 if ! port_open 5432; then
   say "PostgreSQL is not answering on 127.0.0.1:5432; starting it"
@@ -49,3 +52,5 @@ say "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 say "cargo test"
 cargo test --workspace "$@"
+say "scripts/demo.sh (the whole loop, with the test build)"
+SHADOWBOX_BIN=target/debug/shadowbox scripts/demo.sh

@@ -86,6 +86,8 @@ impl CommonArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run api, relay and ingest in one process (the default for one machine).
+    Serve(roles::ServeArgs),
     /// Run the operators' REST API alone.
     Api(roles::ApiArgs),
     /// Run the relay alone: drain the outbox into retained MQTT publishes.
@@ -95,6 +97,8 @@ enum Command {
     /// Operate the outbox: delivery status, listing, retries, resync, purge.
     #[command(subcommand)]
     Outbox(ops::OutboxCommand),
+    /// Run the ingester alone: write the state devices report.
+    Ingest(roles::IngestArgs),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(ops::TenantCommand),
@@ -122,6 +126,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pool.close().await;
             Ok(())
         }
+        Command::Serve(args) => roles::serve(&cli.common, &args).await,
+        Command::Ingest(args) => roles::ingest(&cli.common, &args).await,
         Command::Api(args) => roles::api(&cli.common, &args).await,
         Command::Relay(args) => roles::relay(&cli.common, &args).await,
         Command::Outbox(command) => ops::outbox(&cli.common, command).await,

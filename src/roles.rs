@@ -1,5 +1,5 @@
-//! The long-running roles: `api`, `relay` (and, as they land, `ingest` and
-//! `serve`), their flags, and the signals that stop them.
+//! The long-running roles: `serve`, `api`, `relay` and `ingest`, their
+//! flags, and the signals that stop them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use clap::Args;
 use prometheus_client::registry::Registry;
 use shadowbox_api::{ApiMetrics, ApiSettings};
 use shadowbox_core::broker::BrokerAddress;
+use shadowbox_ingest::{IngestMetrics, IngestSettings};
 use shadowbox_relay::{RelayMetrics, RelaySettings};
 use tokio_util::sync::CancellationToken;
 
@@ -110,6 +111,133 @@ pub async fn relay(common: &CommonArgs, args: &RelayArgs) -> anyhow::Result<()> 
     let metrics = RelayMetrics::register(&mut registry);
     let shutdown = shutdown_on_signal();
     shadowbox_relay::run(args.settings(common.broker()?), pool, metrics, shutdown).await
+}
+
+/// The ingester's flags.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// MQTT client id of this ingester: stable across restarts (the broker
+    /// keeps its persistent session, and the messages that arrive while it
+    /// is away, under this id) and unique per replica. Default:
+    /// `shadowbox-ingest-<hostname>`.
+    #[arg(long, env = "SHADOWBOX_INGEST_CLIENT_ID")]
+    pub ingest_client_id: Option<String>,
+    /// Shared-subscription group; replicas in one group split the traffic.
+    #[arg(
+        long,
+        env = "SHADOWBOX_INGEST_SHARE_GROUP",
+        default_value = shadowbox_ingest::DEFAULT_SHARE_GROUP
+    )]
+    pub ingest_share_group: String,
+    /// Most messages per batch; keep it below the broker's per-client
+    /// in-flight window (Mosquitto `max_inflight_messages`).
+    #[arg(long, env = "SHADOWBOX_INGEST_BATCH_SIZE", default_value_t = shadowbox_ingest::DEFAULT_BATCH_SIZE)]
+    pub ingest_batch_size: usize,
+    /// Longest wait for a batch to fill after its first message.
+    #[arg(long, env = "SHADOWBOX_INGEST_BATCH_WAIT", default_value = "20ms", value_parser = duration)]
+    pub ingest_batch_wait: Duration,
+}
+
+impl IngestArgs {
+    /// The ingester's settings.
+    pub fn settings(&self, common: &CommonArgs) -> anyhow::Result<IngestSettings> {
+        let client_id = match &self.ingest_client_id {
+            Some(id) => id.clone(),
+            None => format!("shadowbox-ingest-{}", hostname()),
+        };
+        let mut settings = IngestSettings::new(common.broker()?, client_id);
+        settings.share_group.clone_from(&self.ingest_share_group);
+        settings.batch_size = self.ingest_batch_size.max(1);
+        settings.batch_wait = self.ingest_batch_wait;
+        settings.limits = common.limits();
+        Ok(settings)
+    }
+}
+
+/// This machine's (or container's) name, for stable default client ids.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// `shadowbox ingest`: the ingester alone, until SIGTERM or ctrl-c.
+pub async fn ingest(common: &CommonArgs, args: &IngestArgs) -> anyhow::Result<()> {
+    let settings = args.settings(common)?;
+    let pool = crate::ops::connect(common, 4).await?;
+    let mut registry = Registry::default();
+    let metrics = IngestMetrics::register(&mut registry);
+    shadowbox_ingest::run(settings, pool, metrics, shutdown_on_signal()).await
+}
+
+/// `shadowbox serve`'s flags: every role's.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    relay: RelayArgs,
+    #[command(flatten)]
+    ingest: IngestArgs,
+}
+
+/// `shadowbox serve`: api, relay and ingest in one process, sharing one
+/// pool, one metrics registry and one shutdown. The first role to fail
+/// stops the others.
+pub async fn serve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    let api_settings = args.api.settings(common)?;
+    let relay_settings = args.relay.settings(common.broker()?);
+    let ingest_settings = args.ingest.settings(common)?;
+    let connections = 16 + relay_settings.workers as u32 + 4;
+    let pool = crate::ops::connect(common, connections).await?;
+    let mut registry = Registry::default();
+    let api_metrics = ApiMetrics::register(&mut registry);
+    let relay_metrics = RelayMetrics::register(&mut registry);
+    let ingest_metrics = IngestMetrics::register(&mut registry);
+    let registry = Arc::new(registry);
+    let shutdown = shutdown_on_signal();
+    let mut roles = tokio::task::JoinSet::new();
+    let (p, s, t) = (pool.clone(), api_settings, shutdown.clone());
+    roles.spawn(async move {
+        (
+            "api",
+            shadowbox_api::run(p, s, registry, api_metrics, t).await,
+        )
+    });
+    let (p, t) = (pool.clone(), shutdown.clone());
+    roles.spawn(async move {
+        (
+            "relay",
+            shadowbox_relay::run(relay_settings, p, relay_metrics, t).await,
+        )
+    });
+    let (p, t) = (pool.clone(), shutdown.clone());
+    roles.spawn(async move {
+        (
+            "ingest",
+            shadowbox_ingest::run(ingest_settings, p, ingest_metrics, t).await,
+        )
+    });
+    let mut first_error = None;
+    while let Some(joined) = roles.join_next().await {
+        let (role, result) = joined?;
+        if let Err(e) = result {
+            tracing::error!(
+                role,
+                error = format!("{e:#}"),
+                "role failed; stopping the others"
+            );
+            shutdown.cancel();
+            first_error.get_or_insert(e.context(format!("{role} failed")));
+        } else if !shutdown.is_cancelled() {
+            tracing::error!(role, "role stopped on its own; stopping the others");
+            shutdown.cancel();
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// A token cancelled on SIGTERM or ctrl-c.

@@ -50,6 +50,11 @@ impl ReportedOutcome {
 /// and a stored state is never replaced by an older one; every message of
 /// an active device updates `last_seen`. Rows are locked in key order, so
 /// concurrent ingesters cannot deadlock each other.
+///
+/// The locked rows carry their input along, so the UPDATE joins them to
+/// `device_state` by primary key alone: joining the input again made the
+/// planner (which guesses 10 rows for `unnest`) compare every update with
+/// every other, quadratic in the batch size (60 ms for 500 rows).
 pub async fn apply_reported(
     db: impl PgExecutor<'_>,
     updates: &[ReportedUpdate],
@@ -64,19 +69,20 @@ pub async fn apply_reported(
            SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::timestamptz[])
              WITH ORDINALITY AS i(tenant_id, device_id, reported, version, received_at, ord)),
          current AS MATERIALIZED (
-           SELECT s.tenant_id, s.device_id, s.status, s.reported_version
+           SELECT s.tenant_id, s.device_id, s.status, s.reported_version,
+                  i.reported, i.version, i.received_at
            FROM device_state s JOIN input i USING (tenant_id, device_id)
            ORDER BY s.tenant_id, s.device_id
            FOR UPDATE OF s),
          updated AS (
            UPDATE device_state s SET
-             reported_state = CASE WHEN i.version >= c.reported_version
-                                   THEN i.reported ELSE s.reported_state END,
-             reported_version = greatest(c.reported_version, i.version),
-             last_seen = greatest(s.last_seen, i.received_at),
+             reported_state = CASE WHEN c.version >= c.reported_version
+                                   THEN c.reported ELSE s.reported_state END,
+             reported_version = greatest(c.reported_version, c.version),
+             last_seen = greatest(s.last_seen, c.received_at),
              updated_at = now()
-           FROM input i JOIN current c USING (tenant_id, device_id)
-           WHERE s.tenant_id = i.tenant_id AND s.device_id = i.device_id
+           FROM current c
+           WHERE s.tenant_id = c.tenant_id AND s.device_id = c.device_id
              AND c.status = 'active')
          SELECT CASE WHEN c.tenant_id IS NULL THEN 'unknown'
                      WHEN c.status <> 'active' THEN 'decommissioned'

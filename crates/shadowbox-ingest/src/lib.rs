@@ -1,0 +1,99 @@
+//! The shadowbox reported-state ingester.
+//!
+//! Devices publish `{"reported": {...}, "version": n}` to
+//! `tenant/{t}/device/{d}/shadow/reported`; the ingester writes it to
+//! `device_state`. Data flows through these layers, in this order:
+//!
+//! - [`connection`]: one task owns the rumqttc `EventLoop`, keeps a
+//!   persistent session with manual acks, (re)subscribes to the shared
+//!   filter and hands every message to the worker through a bounded channel;
+//! - [`batch`]: decodes, validates and coalesces a batch (per device, the
+//!   highest version wins; among equal versions the latest received);
+//! - [`apply`]: writes the batch in one statement, retrying while the
+//!   database is unreachable;
+//! - [`worker`]: collects batches, counts every message's result and
+//!   acknowledges each message only after its effect is committed.
+//!
+//! [`metrics`] holds the Prometheus metrics and [`log_sampler`] keeps bad
+//! input from flooding the logs. Depends on `shadowbox-core` and
+//! `shadowbox-db`; it writes no SQL of its own.
+
+mod apply;
+mod batch;
+mod connection;
+mod log_sampler;
+mod metrics;
+mod settings;
+mod worker;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use backon::ExponentialBuilder;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::IngestMetrics;
+pub use settings::{DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT, DEFAULT_SHARE_GROUP, IngestSettings};
+
+/// How long the connection task may take, once the worker has flushed, to
+/// send the last acks and the DISCONNECT before it is abandoned (the broker
+/// then redelivers whatever was not acknowledged).
+const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
+
+/// The delays between attempts of a failing operation (reconnecting to the
+/// broker, writing to the database): 100 ms doubling to 5 s, jittered,
+/// never giving up.
+fn retry_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+}
+
+/// Runs the ingester until `shutdown` is cancelled: then it commits and
+/// acknowledges the batch in hand, disconnects cleanly and returns.
+///
+/// Returns an error only for what retrying cannot fix, such as the broker
+/// refusing the subscription; broker and database outages are waited out.
+pub async fn run(
+    settings: IngestSettings,
+    pool: PgPool,
+    metrics: IngestMetrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let stop = shutdown.child_token();
+    let (connection, messages) = connection::Connection::start(&settings, metrics.clone());
+    let acks = connection.acks();
+    let mut connection = tokio::spawn(connection.drive());
+    let worker = worker::Worker {
+        pool,
+        acks,
+        metrics,
+        batch_size: settings.batch_size.max(1),
+        batch_wait: settings.batch_wait,
+        limits: settings.limits,
+    };
+    let work = worker.run(messages, stop.clone());
+    tokio::pin!(work);
+    tokio::select! {
+        () = &mut work => {
+            match tokio::time::timeout(DISCONNECT_GRACE, &mut connection).await {
+                Ok(ended) => ended.context("the MQTT connection task panicked")?,
+                Err(_) => {
+                    tracing::warn!("the broker did not take the disconnect in time; closing anyway");
+                    connection.abort();
+                    Ok(())
+                }
+            }
+        }
+        ended = &mut connection => {
+            // The connection only ends by itself on a fatal error: stop the
+            // worker (its acks can no longer be sent; the broker redelivers).
+            stop.cancel();
+            work.await;
+            ended.context("the MQTT connection task panicked")?
+        }
+    }
+}
