@@ -1,0 +1,132 @@
+//! The whole loop through the real binary: REST write -> outbox -> relay ->
+//! broker -> simulated devices -> reported -> ingester -> `in_sync`, then a
+//! graceful SIGTERM.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shadowbox_core::TenantId;
+use shadowbox_sim::{SimSettings, device_ids};
+use shadowbox_testkit::{Mosquitto, TestDb, eventually, free_port, wait_for_port};
+use tokio_util::sync::CancellationToken;
+
+const ADMIN: &str = "Bearer loop-admin";
+
+/// `shadowbox serve`, killed when dropped.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn fifty_simulated_devices_get_in_sync_and_serve_stops_cleanly() {
+    let db = TestDb::new().await;
+    let broker = Mosquitto::start();
+    let port = free_port();
+    let mut serve = Serve(
+        Command::new(env!("CARGO_BIN_EXE_shadowbox"))
+            .arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("MQTT_URL", broker.url())
+            .env("SHADOWBOX_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("SHADOWBOX_ADMIN_TOKEN", "loop-admin")
+            .env("SHADOWBOX_INGEST_CLIENT_ID", "loop-ingest")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start shadowbox serve"),
+    );
+    wait_for_port(port, Duration::from_secs(30));
+    let base = format!("http://127.0.0.1:{port}/v1/tenants/acme");
+    let http = reqwest::Client::new();
+    let created = http
+        .put(&base)
+        .header("Authorization", ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+
+    let devices = device_ids("sim", 50).unwrap();
+    for (i, device) in devices.iter().enumerate() {
+        let response = http
+            .post(format!("{base}/devices"))
+            .header("Authorization", ADMIN)
+            .json(&json!({"device_id": device, "desired": {"rate": i}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let stop_devices = CancellationToken::new();
+    let simulator = tokio::spawn(shadowbox_sim::run(
+        SimSettings::new(
+            broker.url().parse().unwrap(),
+            TenantId::parse("acme").unwrap(),
+            devices.clone(),
+        ),
+        stop_devices.clone(),
+    ));
+    // A second change while the devices are online goes through too.
+    let patched = http
+        .patch(format!("{base}/devices/sim-00007/desired"))
+        .header("Authorization", ADMIN)
+        .header("Content-Type", "application/merge-patch+json")
+        .body(r#"{"mode": "eco"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+
+    let in_sync = || async {
+        let page: Value = http
+            .get(format!("{base}/devices?in_sync=true&limit=100"))
+            .header("Authorization", ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["items"].as_array().unwrap().len() == 50
+    };
+    eventually(Duration::from_secs(30), "all 50 devices in sync", in_sync).await;
+    let device: Value = http
+        .get(format!("{base}/devices/sim-00007"))
+        .header("Authorization", ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(device["reported"], json!({"rate": 7, "mode": "eco"}));
+    assert_eq!(device["reported_version"], 2);
+    assert_eq!(device["delta"], json!({}));
+    assert_eq!(device["delivery"]["status"], "delivered");
+
+    stop_devices.cancel();
+    simulator.await.unwrap().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &serve.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = serve.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve exits within 30 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
+}

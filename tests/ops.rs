@@ -1,0 +1,163 @@
+//! The operators' commands, run as the real binary against a database with
+//! rows in every status.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use shadowbox_testkit::{Fleet, TestDb};
+
+/// Runs `shadowbox <args>` on `db` and parses its `--json` output.
+fn shadowbox_json(db: &TestDb, args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_shadowbox"))
+        .args(args)
+        .arg("--json")
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run shadowbox");
+    assert!(
+        output.status.success(),
+        "shadowbox {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON output")
+}
+
+/// Four devices with one row each, set to each status, plus an old
+/// delivered row under a newer one (the only kind purge may delete).
+async fn rows_in_every_status(db: &TestDb) -> Fleet {
+    let fleet = Fleet::register(db, 4).await;
+    for i in 0..4 {
+        fleet.patch(i, json!({"v": 1})).await;
+    }
+    sqlx::query(
+        "UPDATE outbox SET status = (ARRAY['pending','delivered','superseded','dead'])[
+           substring(device_id FROM 5)::int + 1], last_error = 'refused'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // dev-001: an old delivered row, then a newer delivered one.
+    sqlx::query(
+        "UPDATE outbox SET created_at = now() - interval '30 days' WHERE device_id = 'dev-001'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    fleet.patch(1, json!({"v": 2})).await;
+    sqlx::query("UPDATE outbox SET status = 'delivered' WHERE device_id = 'dev-001'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    fleet
+}
+
+#[tokio::test]
+async fn status_list_retry_and_purge() {
+    let db = TestDb::new().await;
+    let _fleet = rows_in_every_status(&db).await;
+
+    let status = shadowbox_json(&db, &["outbox", "status"]);
+    let counts: Vec<(String, i64)> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("dead", 1),
+            ("delivered", 2),
+            ("pending", 1),
+            ("superseded", 1)
+        ]
+        .map(|(s, c)| (s.to_owned(), c))
+    );
+
+    let dead = shadowbox_json(&db, &["outbox", "list", "--status", "dead"]);
+    let dead = dead.as_array().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["device_id"], "dev-003");
+    assert_eq!(dead[0]["last_error"], "refused");
+    let of_device = shadowbox_json(
+        &db,
+        &["outbox", "list", "--tenant", "acme", "--device", "dev-001"],
+    );
+    let versions: Vec<i64> = of_device
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [2, 1], "newest first");
+    let recent = shadowbox_json(&db, &["outbox", "list", "--since", "1d"]);
+    assert_eq!(
+        recent.as_array().unwrap().len(),
+        4,
+        "the 30-day-old row is not recent"
+    );
+
+    let id = dead[0]["id"].as_i64().unwrap().to_string();
+    assert_eq!(
+        shadowbox_json(&db, &["outbox", "retry", &id]),
+        json!({"revived": 1})
+    );
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM outbox WHERE device_id = 'dev-003'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("pending", 0));
+    assert_eq!(
+        shadowbox_json(&db, &["outbox", "retry", "--all-dead"]),
+        json!({"revived": 0})
+    );
+
+    assert_eq!(
+        shadowbox_json(&db, &["outbox", "purge", "--older-than", "7d"]),
+        json!({"deleted": 1}),
+        "only the old delivered row under a newer one"
+    );
+    let left: Vec<(String, String)> =
+        sqlx::query_as("SELECT device_id, status FROM outbox ORDER BY device_id, id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let left: Vec<(&str, &str)> = left.iter().map(|(d, s)| (d.as_str(), s.as_str())).collect();
+    assert_eq!(
+        left,
+        [
+            ("dev-000", "pending"),
+            ("dev-001", "delivered"),
+            ("dev-002", "superseded"),
+            ("dev-003", "pending"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn resync_enqueues_every_active_device_with_desired_state() {
+    let db = TestDb::new().await;
+    let fleet = Fleet::register(&db, 3).await;
+    fleet.patch(0, json!({"a": 1})).await;
+    fleet.patch(1, json!({"a": 1})).await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    shadowbox_db::devices::decommission_device(&mut conn, &fleet.tenant, &fleet.devices[1])
+        .await
+        .unwrap();
+    // dev-000 has desired state, dev-001 is decommissioned, dev-002 has none.
+    assert_eq!(
+        shadowbox_json(&db, &["outbox", "resync", "--tenant", "acme"]),
+        json!({"enqueued": 1})
+    );
+    assert_eq!(
+        shadowbox_json(&db, &["outbox", "resync", "--tenant", "other"]),
+        json!({"enqueued": 0})
+    );
+}
