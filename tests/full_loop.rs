@@ -83,28 +83,18 @@ async fn fifty_simulated_devices_get_in_sync_and_serve_stops_cleanly() {
         .unwrap();
     assert_eq!(patched.status(), 200);
 
+    let get = |path: String| {
+        let request = http
+            .get(format!("{base}{path}"))
+            .header("Authorization", ADMIN);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
     let in_sync = || async {
-        let page: Value = http
-            .get(format!("{base}/devices?in_sync=true&limit=100"))
-            .header("Authorization", ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get("/devices?in_sync=true&limit=100".into()).await;
         page["items"].as_array().unwrap().len() == 50
     };
     eventually(Duration::from_secs(30), "all 50 devices in sync", in_sync).await;
-    let device: Value = http
-        .get(format!("{base}/devices/sim-00007"))
-        .header("Authorization", ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let device = get("/devices/sim-00007".into()).await;
     assert_eq!(device["reported"], json!({"rate": 7, "mode": "eco"}));
     assert_eq!(device["reported_version"], 2);
     assert_eq!(device["delta"], json!({}));

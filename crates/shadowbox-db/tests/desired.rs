@@ -3,10 +3,9 @@
 use serde_json::json;
 use shadowbox_core::document::into_document;
 use shadowbox_core::{DeviceId, Document, DocumentLimits, TenantId};
+use shadowbox_db::DbError;
 use shadowbox_db::desired::{DesiredChange, apply_desired_change};
-use shadowbox_db::devices::register_device;
-use shadowbox_db::{DbError, tenants};
-use shadowbox_testkit::TestDb;
+use shadowbox_testkit::{Fleet, TestDb};
 use sqlx::PgPool;
 
 fn doc(value: serde_json::Value) -> Document {
@@ -14,20 +13,8 @@ fn doc(value: serde_json::Value) -> Document {
 }
 
 async fn setup(db: &TestDb) -> (TenantId, DeviceId) {
-    let tenant = TenantId::parse("acme").unwrap();
-    let device = DeviceId::parse("pump-7").unwrap();
-    tenants::create_tenant(&db.pool, &tenant).await.unwrap();
-    let mut conn = db.pool.acquire().await.unwrap();
-    register_device(
-        &mut conn,
-        &tenant,
-        &device,
-        None,
-        &DocumentLimits::default(),
-    )
-    .await
-    .unwrap();
-    (tenant, device)
+    let fleet = Fleet::register(db, 1).await;
+    (fleet.tenant, fleet.devices[0].clone())
 }
 
 async fn outbox_versions(pool: &PgPool) -> Vec<i64> {
@@ -66,7 +53,7 @@ async fn a_change_and_its_outbox_row_commit_together() {
         .await
         .unwrap();
     let (desired, version): (serde_json::Value, i64) = sqlx::query_as(
-        "SELECT desired_state, desired_version FROM device_state WHERE device_id = 'pump-7'",
+        "SELECT desired_state, desired_version FROM device_state WHERE device_id = 'dev-000'",
     )
     .fetch_one(&db.pool)
     .await
@@ -78,7 +65,7 @@ async fn a_change_and_its_outbox_row_commit_together() {
             .await
             .unwrap();
     assert_eq!(kind, "desired");
-    assert_eq!(topic, "tenant/acme/device/pump-7/shadow/desired");
+    assert_eq!(topic, "tenant/acme/device/dev-000/shadow/desired");
     assert_eq!(status, "pending");
     let message = shadowbox_core::payload::decode_desired(&payload)
         .unwrap()

@@ -4,43 +4,17 @@
 use std::time::Duration;
 
 use serde_json::json;
-use shadowbox_core::document::into_document;
-use shadowbox_core::{DeviceId, DocumentLimits, TenantId};
-use shadowbox_db::desired::{DesiredChange, apply_desired_change};
 use shadowbox_db::relay::{self, RetryPolicy};
-use shadowbox_testkit::TestDb;
+use shadowbox_testkit::{Fleet, TestDb};
 use sqlx::PgPool;
 
+/// `devices` devices (`dev-000`, ...), each changed `versions` times.
 async fn fleet(db: &TestDb, devices: usize, versions: usize) {
-    let tenant = TenantId::parse("acme").unwrap();
-    shadowbox_db::tenants::create_tenant(&db.pool, &tenant)
-        .await
-        .unwrap();
+    let fleet = Fleet::register(db, devices).await;
     for d in 0..devices {
-        let device = DeviceId::parse(format!("d{d}")).unwrap();
-        let mut tx = db.pool.begin().await.unwrap();
-        shadowbox_db::devices::register_device(
-            &mut tx,
-            &tenant,
-            &device,
-            None,
-            &DocumentLimits::default(),
-        )
-        .await
-        .unwrap();
         for v in 0..versions {
-            apply_desired_change(
-                &mut tx,
-                &tenant,
-                &device,
-                DesiredChange::Merge(into_document(json!({ "v": v })).unwrap()),
-                None,
-                &DocumentLimits::default(),
-            )
-            .await
-            .unwrap();
+            fleet.patch(d, json!({ "v": v })).await;
         }
-        tx.commit().await.unwrap();
     }
 }
 
@@ -81,7 +55,7 @@ async fn only_the_newest_row_of_a_device_is_published() {
     let db = TestDb::new().await;
     fleet(&db, 1, 3).await;
     assert_eq!(
-        status_of(&db.pool, "d0").await,
+        status_of(&db.pool, "dev-000").await,
         vec![
             (1, "superseded".into()),
             (2, "superseded".into()),
@@ -103,7 +77,7 @@ async fn only_the_newest_row_of_a_device_is_published() {
     assert_eq!(claim.rows[0].version, 3);
     tx.commit().await.unwrap();
     assert_eq!(
-        status_of(&db.pool, "d0").await,
+        status_of(&db.pool, "dev-000").await,
         vec![
             (1, "superseded".into()),
             (2, "superseded".into()),

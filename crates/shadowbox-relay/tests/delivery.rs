@@ -157,17 +157,10 @@ async fn three_replicas_never_regress_a_device() {
     for writer in writers {
         writer.await.unwrap();
     }
-    eventually(Duration::from_secs(30), "no pending rows", || async {
-        !fleet.statuses().await.contains_key("pending")
-    })
-    .await;
-
-    for (topic, versions) in observer.versions_by_topic() {
-        assert!(
-            versions.windows(2).all(|w| w[0] <= w[1]),
-            "{topic} went backwards: {versions:?}"
-        );
-    }
+    fleet
+        .wait_until_nothing_pending(Duration::from_secs(30))
+        .await;
+    observer.assert_never_regressed();
     let stored = fleet.versions().await;
     let retained = retained(&broker.url(), ALL_DESIRED).await;
     assert_eq!(retained.len(), 20);

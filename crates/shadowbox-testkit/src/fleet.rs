@@ -86,6 +86,14 @@ impl Fleet {
             .collect()
     }
 
+    /// Waits until no outbox row is pending.
+    pub async fn wait_until_nothing_pending(&self, timeout: std::time::Duration) {
+        crate::eventually(timeout, "no pending outbox rows", || async {
+            !self.statuses().await.contains_key("pending")
+        })
+        .await;
+    }
+
     /// The desired version stored for each device.
     pub async fn versions(&self) -> HashMap<String, i64> {
         sqlx::query_as("SELECT device_id, desired_version FROM device_state")

@@ -75,6 +75,16 @@ impl Observer {
         self.seen.lock().unwrap().clone()
     }
 
+    /// Panics if any topic received a lower version after a higher one.
+    pub fn assert_never_regressed(&self) {
+        for (topic, versions) in self.versions_by_topic() {
+            assert!(
+                versions.windows(2).all(|w| w[0] <= w[1]),
+                "{topic} went backwards: {versions:?}"
+            );
+        }
+    }
+
     /// The versions each topic received, in arrival order (a clear is -1).
     pub fn versions_by_topic(&self) -> HashMap<String, Vec<i64>> {
         let mut by_topic: HashMap<String, Vec<i64>> = HashMap::new();
