@@ -151,10 +151,25 @@ async fn resync_enqueues_every_active_device_with_desired_state() {
     shadowbox_db::devices::decommission_device(&mut conn, &fleet.tenant, &fleet.devices[1])
         .await
         .unwrap();
-    // dev-000 has desired state, dev-001 is decommissioned, dev-002 has none.
+    // dev-000 has desired state, dev-001 is decommissioned (its clear is
+    // enqueued again), dev-002 never had any.
     assert_eq!(
         shadowbox_json(&db, &["outbox", "resync", "--tenant", "acme"]),
-        json!({"enqueued": 1})
+        json!({"enqueued": 2})
+    );
+    let newest: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT DISTINCT ON (device_id) device_id, kind, version FROM outbox
+         ORDER BY device_id, id DESC",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        newest,
+        [
+            ("dev-000".into(), "desired".into(), 1),
+            ("dev-001".into(), "clear".into(), 1)
+        ]
     );
     assert_eq!(
         shadowbox_json(&db, &["outbox", "resync", "--tenant", "other"]),

@@ -183,39 +183,49 @@ pub async fn retry_all_dead(
     Ok(revived as u64)
 }
 
-/// Enqueues the current desired state of every active device that has one
-/// (of one tenant, or all), for a broker that lost its retained messages.
-/// Works in pages, each its own transaction. Returns how many rows it
+/// Re-enqueues every device's current state (of one tenant, or all), for
+/// a broker that lost its retained messages or restored an old snapshot of
+/// them: the desired document of each active device that has one, and a
+/// clear for each decommissioned device. Works in pages of devices, each
+/// its own transaction holding the devices' row locks, so a concurrent
+/// write or decommission is ordered entirely before or after the resync of
+/// its device and never rolled back by it. Returns how many rows it
 /// enqueued.
 pub async fn resync(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<u64> {
-    const PAGE: i64 = 1000;
+    const PAGE: i64 = 500;
     let mut after = (String::new(), String::new());
     let mut total = 0;
     loop {
-        let page: Vec<(String, String, Json<Document>, i64)> = sqlx::query_as(
-            "SELECT tenant_id, device_id, desired_state, desired_version FROM device_state
-             WHERE status = 'active' AND desired_version > 0
+        let mut tx = pool.begin().await?;
+        let page: Vec<(String, String, String, Json<Document>, i64)> = sqlx::query_as(
+            "SELECT tenant_id, device_id, status, desired_state, desired_version
+             FROM device_state
+             WHERE (status = 'decommissioned' OR desired_version > 0)
                AND ($1::text IS NULL OR tenant_id = $1)
                AND (tenant_id, device_id) > ($2, $3)
              ORDER BY tenant_id, device_id
-             LIMIT $4",
+             LIMIT $4
+             FOR UPDATE",
         )
         .bind(tenant.map(TenantId::as_str))
         .bind(&after.0)
         .bind(&after.1)
         .bind(PAGE)
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
         let Some(last) = page.last() else {
             return Ok(total);
         };
         after = (last.0.clone(), last.1.clone());
-        let mut tx = pool.begin().await?;
-        for (tenant_id, device_id, Json(desired), version) in &page {
+        for (tenant_id, device_id, status, Json(desired), version) in &page {
             let (Ok(t), Ok(d)) = (TenantId::parse(tenant_id), DeviceId::parse(device_id)) else {
                 unreachable!("stored ids were validated on the way in");
             };
-            enqueue(&mut tx, &t, &d, OutboxKind::Desired(desired), *version).await?;
+            let kind = match status.as_str() {
+                "active" => OutboxKind::Desired(desired),
+                _ => OutboxKind::Clear,
+            };
+            enqueue(&mut tx, &t, &d, kind, *version).await?;
         }
         tx.commit().await?;
         total += page.len() as u64;
