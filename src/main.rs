@@ -91,14 +91,14 @@ enum Command {
     /// Run the operators' REST API alone.
     Api(roles::ApiArgs),
     /// Run the relay alone: drain the outbox into retained MQTT publishes.
-    Relay(roles::RelayArgs),
+    Relay(roles::RelayCommand),
     /// Apply the database migrations and exit.
     Migrate,
     /// Operate the outbox: delivery status, listing, retries, resync, purge.
     #[command(subcommand)]
     Outbox(ops::OutboxCommand),
     /// Run the ingester alone: write the state devices report.
-    Ingest(roles::IngestArgs),
+    Ingest(roles::IngestCommand),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(ops::TenantCommand),
@@ -121,7 +121,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
-            let pool = ops::connect(&cli.common, 2).await?;
+            let pool = ops::connect_and_migrate(&cli.common, 2).await?;
             tracing::info!("migrations applied");
             pool.close().await;
             Ok(())

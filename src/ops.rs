@@ -11,11 +11,21 @@ use sqlx::PgPool;
 
 use crate::CommonArgs;
 
-/// Connects to the database and applies pending migrations.
+/// Connects to the database (creating it if missing). Only `serve`, `api`
+/// and `migrate` apply migrations: an older relay or ingester still running
+/// during a rolling upgrade must not trip over a newer schema.
 pub async fn connect(common: &CommonArgs, max_connections: u32) -> anyhow::Result<PgPool> {
-    let pool = shadowbox_db::connect(&common.database_url, max_connections)
+    shadowbox_db::connect(&common.database_url, max_connections)
         .await
-        .context("connect to PostgreSQL")?;
+        .context("connect to PostgreSQL")
+}
+
+/// Connects to the database and applies pending migrations.
+pub async fn connect_and_migrate(
+    common: &CommonArgs,
+    max_connections: u32,
+) -> anyhow::Result<PgPool> {
+    let pool = connect(common, max_connections).await?;
     shadowbox_db::migrate(&pool)
         .await
         .context("apply migrations")?;

@@ -104,12 +104,53 @@ impl RelayArgs {
     }
 }
 
+/// Where a role that runs without the API serves `/metrics` and `/healthz`.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Serve `/metrics` (Prometheus) and `/healthz` here, e.g.
+    /// `0.0.0.0:9090`; without it the role's metrics are not exposed.
+    #[arg(long, env = "SHADOWBOX_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl MetricsArgs {
+    /// Serves `registry` until `shutdown`, if an address was given.
+    fn serve(&self, registry: Registry, shutdown: &CancellationToken) {
+        if let Some(addr) = self.metrics_addr {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let served = shadowbox_api::metrics::serve_metrics(
+                    addr,
+                    Arc::new(registry),
+                    shutdown.clone(),
+                )
+                .await;
+                if let Err(e) = served {
+                    tracing::error!(error = format!("{e:#}"), "metrics listener failed");
+                    shutdown.cancel();
+                }
+            });
+        }
+    }
+}
+
+/// `shadowbox relay`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct RelayCommand {
+    #[command(flatten)]
+    relay: RelayArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
 /// `shadowbox relay`: the relay alone, until SIGTERM or ctrl-c.
-pub async fn relay(common: &CommonArgs, args: &RelayArgs) -> anyhow::Result<()> {
+pub async fn relay(common: &CommonArgs, command: &RelayCommand) -> anyhow::Result<()> {
+    let args = &command.relay;
     let pool = crate::ops::connect(common, args.relay_workers as u32 + 4).await?;
     let mut registry = Registry::default();
     let metrics = RelayMetrics::register(&mut registry);
     let shutdown = shutdown_on_signal();
+    command.metrics.serve(registry, &shutdown);
     shadowbox_relay::run(args.settings(common.broker()?), pool, metrics, shutdown).await
 }
 
@@ -164,13 +205,24 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// `shadowbox ingest`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct IngestCommand {
+    #[command(flatten)]
+    ingest: IngestArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
 /// `shadowbox ingest`: the ingester alone, until SIGTERM or ctrl-c.
-pub async fn ingest(common: &CommonArgs, args: &IngestArgs) -> anyhow::Result<()> {
-    let settings = args.settings(common)?;
+pub async fn ingest(common: &CommonArgs, command: &IngestCommand) -> anyhow::Result<()> {
+    let settings = command.ingest.settings(common)?;
     let pool = crate::ops::connect(common, 4).await?;
     let mut registry = Registry::default();
     let metrics = IngestMetrics::register(&mut registry);
-    shadowbox_ingest::run(settings, pool, metrics, shutdown_on_signal()).await
+    let shutdown = shutdown_on_signal();
+    command.metrics.serve(registry, &shutdown);
+    shadowbox_ingest::run(settings, pool, metrics, shutdown).await
 }
 
 /// `shadowbox serve`'s flags: every role's.
@@ -192,7 +244,9 @@ pub async fn serve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<()> 
     let relay_settings = args.relay.settings(common.broker()?);
     let ingest_settings = args.ingest.settings(common)?;
     let connections = 16 + relay_settings.workers as u32 + 4;
-    let pool = crate::ops::connect(common, connections).await?;
+    // Migrate before any role starts, so relay and ingest never query an
+    // empty database.
+    let pool = crate::ops::connect_and_migrate(common, connections).await?;
     let mut registry = Registry::default();
     let api_metrics = ApiMetrics::register(&mut registry);
     let relay_metrics = RelayMetrics::register(&mut registry);

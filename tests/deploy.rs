@@ -121,7 +121,7 @@ fn compose_wires_every_service() {
             env_default(&compose, service, "SHADOWBOX_LOG_FORMAT"),
             "json"
         );
-        assert_eq!(env_default(&compose, service, "RUST_LOG"), "info");
+        assert_eq!(env_default(&compose, service, "RUST_LOG"), "info,sqlx=warn");
         let depends = &s["depends_on"];
         assert_eq!(
             text(&depends["postgres"]["condition"], "condition"),
@@ -155,9 +155,22 @@ fn compose_wires_every_service() {
         "0.0.0.0:8080"
     );
     assert!(env_default(&compose, "api", "SHADOWBOX_ADMIN_TOKEN").starts_with("change-me"));
-    assert_eq!(strings(&api["ports"], "ports"), ["8080:8080"]);
+    assert_eq!(strings(&api["ports"], "ports"), ["127.0.0.1:8080:8080"]);
+    assert_eq!(env_default(&compose, "api", "HEALTH_PORT"), "8080");
+    for service in ["relay", "ingest"] {
+        assert_eq!(
+            env_default(&compose, service, "SHADOWBOX_METRICS_ADDR"),
+            "0.0.0.0:9090"
+        );
+        assert_eq!(env_default(&compose, service, "HEALTH_PORT"), "9090");
+    }
+    assert_eq!(
+        env_default(&compose, "ingest", "SHADOWBOX_INGEST_CLIENT_ID"),
+        "shadowbox-ingest-0",
+        "a fixed id: the broker keeps the ingester's session under it"
+    );
 
-    for service in ["postgres", "mosquitto", "api"] {
+    for service in ["postgres", "mosquitto", "api", "relay", "ingest"] {
         let check = &compose["services"][service]["healthcheck"];
         assert!(!strings(&check["test"], "test").is_empty(), "{service}");
         assert!(check["interval"].as_str().is_some(), "{service}");
@@ -175,18 +188,24 @@ fn compose_wires_every_service() {
 }
 
 #[test]
-fn api_healthcheck_tells_healthy_from_not() {
+fn the_healthcheck_tells_healthy_from_not() {
     let test = strings(
         &compose()["services"]["api"]["healthcheck"]["test"],
         "api healthcheck",
     );
     assert_eq!(test[..3], ["CMD", "bash", "-c"]);
     let script = &test[3];
-    assert!(script.contains("/dev/tcp/127.0.0.1/8080"), "{script}");
+    // Compose turns `$$` into `$`; the container's HEALTH_PORT names the port.
+    assert!(
+        script.contains("/dev/tcp/127.0.0.1/$$HEALTH_PORT"),
+        "{script}"
+    );
     let probe = |port: u16| {
-        let script = script.replace("/127.0.0.1/8080", &format!("/127.0.0.1/{port}"));
+        let script = script.replace("$$HEALTH_PORT", "$HEALTH_PORT");
         let mut command = Command::new("bash");
-        command.args(["-c", &script]);
+        command
+            .args(["-c", &script])
+            .env("HEALTH_PORT", port.to_string());
         run_bounded(&mut command).success()
     };
     assert!(probe(http_server("200 OK", "/healthz")));

@@ -7,25 +7,30 @@ use std::time::Duration;
 
 use serde_json::json;
 use shadowbox_testkit::mqtt::{Observer, retained, version_of};
-use shadowbox_testkit::{Fleet, Mosquitto, TestDb, eventually};
+use shadowbox_testkit::{Fleet, Mosquitto, TestDb, eventually, free_port};
 
 const ALL_DESIRED: &str = "tenant/+/device/+/shadow/desired";
 
 /// A `shadowbox relay` process, killed when dropped.
-struct RelayProcess(Child);
+struct RelayProcess(Child, u16);
 
 impl RelayProcess {
     fn start(db: &TestDb, broker: &Mosquitto) -> Self {
+        let metrics_port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_shadowbox"))
             .arg("relay")
             .env("DATABASE_URL", &db.url)
             .env("MQTT_URL", broker.url())
+            .env(
+                "SHADOWBOX_METRICS_ADDR",
+                format!("127.0.0.1:{metrics_port}"),
+            )
             .env("SHADOWBOX_RELAY_BATCH_SIZE", "16")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
             .expect("start shadowbox relay");
-        Self(child)
+        Self(child, metrics_port)
     }
 }
 
@@ -82,5 +87,17 @@ async fn a_killed_relay_loses_and_regresses_nothing() {
     let statuses = fleet.statuses().await;
     assert_eq!(statuses.values().sum::<i64>(), 1000, "{statuses:?}");
     assert!(!statuses.contains_key("dead"), "{statuses:?}");
+    // The restarted relay serves its metrics, with what it delivered.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", relay.1))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let delivered = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("shadowbox_relay_delivered_total "))
+        .expect("the delivered counter is exposed");
+    assert!(delivered.parse::<f64>().unwrap() > 0.0, "{delivered}");
     drop(relay);
 }

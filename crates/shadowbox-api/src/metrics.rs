@@ -1,6 +1,7 @@
 //! The API's metrics (requests and their latency by method, route template
 //! and status) and `/metrics`, which encodes the whole process's registry.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -98,8 +99,13 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"))
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    encode(&state.registry)
+}
+
+/// `registry` as an OpenMetrics text response.
+fn encode(registry: &Registry) -> Result<Response, ApiError> {
     let mut body = String::new();
-    prometheus_client::encoding::text::encode(&mut body, &state.registry)
+    prometheus_client::encoding::text::encode(&mut body, registry)
         .map_err(|e| ApiError::internal("encode metrics", &e))?;
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok((
@@ -107,4 +113,32 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         body,
     )
         .into_response())
+}
+
+/// Serves `/metrics` (every metric in `registry`) and `/healthz` on
+/// `addr` until `shutdown`: how `shadowbox relay` and `shadowbox ingest`,
+/// which have no API, are scraped and probed.
+pub async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    registry: Arc<Registry>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move { encode(&registry) }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind the metrics listener on {addr}"))?;
+    tracing::info!(metrics.addr = %addr, "metrics listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("serve metrics")
 }
