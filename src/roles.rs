@@ -79,6 +79,12 @@ pub struct RelayArgs {
     /// Longest delay between retries of a refused row.
     #[arg(long, env = "SHADOWBOX_RELAY_RETRY_MAX", default_value = "5m", value_parser = duration)]
     pub relay_retry_max: Duration,
+    /// After an interrupted publish, publish the device's current state once
+    /// more this much later, past the broker's keep-alive grace, so bytes of
+    /// the interrupted publish arriving late cannot leave an older version
+    /// retained.
+    #[arg(long, env = "SHADOWBOX_RELAY_REPUBLISH_AFTER", default_value = "30s", value_parser = duration)]
+    pub relay_republish_after: Duration,
     /// Delete delivered and superseded rows older than this (0s keeps them).
     #[arg(long, env = "SHADOWBOX_OUTBOX_RETENTION", default_value = "7d", value_parser = duration)]
     pub outbox_retention: Duration,
@@ -99,6 +105,7 @@ impl RelayArgs {
         settings.retry.max_attempts = self.relay_max_attempts.max(1);
         settings.retry.base_delay = self.relay_retry_base;
         settings.retry.max_delay = self.relay_retry_max;
+        settings.republish_after_interruption = self.relay_republish_after;
         settings.retention = Some(self.outbox_retention).filter(|d| !d.is_zero());
         settings
     }

@@ -197,7 +197,7 @@ pub async fn resync(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<u6
     let mut total = 0;
     loop {
         let mut tx = pool.begin().await?;
-        let page: Vec<(String, String, String, Json<Document>, i64)> = sqlx::query_as(
+        let page: Vec<CurrentState> = sqlx::query_as(
             "SELECT tenant_id, device_id, status, desired_state, desired_version
              FROM device_state
              WHERE (status = 'decommissioned' OR desired_version > 0)
@@ -216,20 +216,66 @@ pub async fn resync(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<u6
         let Some(last) = page.last() else {
             return Ok(total);
         };
-        after = (last.0.clone(), last.1.clone());
-        for (tenant_id, device_id, status, Json(desired), version) in &page {
-            let (Ok(t), Ok(d)) = (TenantId::parse(tenant_id), DeviceId::parse(device_id)) else {
-                unreachable!("stored ids were validated on the way in");
-            };
-            let kind = match status.as_str() {
-                "active" => OutboxKind::Desired(desired),
-                _ => OutboxKind::Clear,
-            };
-            enqueue(&mut tx, &t, &d, kind, *version).await?;
-        }
+        after = (last.tenant_id.clone(), last.device_id.clone());
+        total += enqueue_current(&mut tx, &page).await?;
         tx.commit().await?;
-        total += page.len() as u64;
     }
+}
+
+/// Re-enqueues the current state of the given devices (`(tenant, device)`
+/// pairs), as [`resync`] does for a whole fleet. The relay calls it a while
+/// after a publish was interrupted, so that bytes of that publish arriving
+/// late at the broker cannot leave an older version retained.
+pub async fn resync_devices(pool: &PgPool, devices: &[(String, String)]) -> sqlx::Result<u64> {
+    let (tenants, device_ids): (Vec<&str>, Vec<&str>) = devices
+        .iter()
+        .map(|(t, d)| (t.as_str(), d.as_str()))
+        .unzip();
+    let mut tx = pool.begin().await?;
+    let current: Vec<CurrentState> = sqlx::query_as(
+        "SELECT s.tenant_id, s.device_id, s.status, s.desired_state, s.desired_version
+         FROM device_state s
+         JOIN unnest($1::text[], $2::text[]) AS d(tenant_id, device_id) USING (tenant_id, device_id)
+         WHERE s.status = 'decommissioned' OR s.desired_version > 0
+         ORDER BY s.tenant_id, s.device_id
+         FOR UPDATE OF s",
+    )
+    .bind(&tenants)
+    .bind(&device_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let enqueued = enqueue_current(&mut tx, &current).await?;
+    tx.commit().await?;
+    Ok(enqueued)
+}
+
+/// A device's state as resync re-enqueues it.
+#[derive(sqlx::FromRow)]
+struct CurrentState {
+    tenant_id: String,
+    device_id: String,
+    status: String,
+    desired_state: Json<Document>,
+    desired_version: i64,
+}
+
+/// Enqueues each device's current state: its desired document when active,
+/// a clear when decommissioned. The caller holds the devices' row locks.
+async fn enqueue_current(conn: &mut PgConnection, devices: &[CurrentState]) -> sqlx::Result<u64> {
+    for device in devices {
+        let (Ok(tenant), Ok(id)) = (
+            TenantId::parse(&device.tenant_id),
+            DeviceId::parse(&device.device_id),
+        ) else {
+            unreachable!("stored ids were validated on the way in");
+        };
+        let kind = match device.status.as_str() {
+            "active" => OutboxKind::Desired(&device.desired_state),
+            _ => OutboxKind::Clear,
+        };
+        enqueue(&mut *conn, &tenant, &id, kind, device.desired_version).await?;
+    }
+    Ok(devices.len() as u64)
 }
 
 /// Deletes finished rows (`delivered`, `superseded`) created before

@@ -27,6 +27,13 @@ pub struct RelaySettings {
     pub poll_interval: Duration,
     /// Backoff and dead-lettering of publishes the broker refused.
     pub retry: RetryPolicy,
+    /// How long after an interrupted publish the device's current state is
+    /// published once more. The interrupted bytes may still reach the
+    /// broker after the device was released (e.g. retransmitted after a
+    /// network partition heals) and retain an older version; the broker
+    /// drops a silent connection after 1.5 keep-alive periods (15 s here),
+    /// so a later publish has the last word.
+    pub republish_after_interruption: Duration,
     /// Finished rows older than this are deleted; `None` keeps them all.
     pub retention: Option<Duration>,
     /// How often the retention job runs.
@@ -49,6 +56,7 @@ impl RelaySettings {
                 max_delay: Duration::from_secs(300),
                 max_attempts: 10,
             },
+            republish_after_interruption: Duration::from_secs(30),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             retention_interval: Duration::from_secs(600),
         }

@@ -102,10 +102,14 @@ impl Worker {
             settled.add(row, outcome, sent_at, &self.metrics);
         }
         let published_in = sent_at.elapsed();
+        let interrupted = settled.interrupted_devices(&claim.rows);
         let report = settled
             .apply(&mut tx, &self.settings, &self.metrics)
             .await?;
         tx.commit().await?;
+        if !interrupted.is_empty() {
+            self.republish_later(interrupted);
+        }
         tracing::debug!(
             worker = self.id,
             devices = devices.len(),
@@ -121,6 +125,29 @@ impl Worker {
             devices: devices.len(),
             ..report
         })
+    }
+}
+
+impl Worker {
+    /// After `republish_after_interruption`, publishes the current state of
+    /// `devices` once more (see [`RelaySettings::republish_after_interruption`]).
+    fn republish_later(&self, devices: Vec<(String, String)>) {
+        let (pool, shutdown) = (self.pool.clone(), self.shutdown.clone());
+        let delay = self.settings.republish_after_interruption;
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.cancelled() => return,
+            }
+            match shadowbox_db::outbox::resync_devices(&pool, &devices).await {
+                Ok(rows) => {
+                    tracing::info!(rows, "republished devices whose publish was interrupted")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, devices = devices.len(), "could not republish interrupted devices")
+                }
+            }
+        });
     }
 }
 
@@ -155,6 +182,14 @@ impl Settled {
             Outcome::Rejected(reason) => self.rejected.push((row.id, reason)),
             Outcome::NotSent => {}
         }
+    }
+
+    /// The `(tenant, device)` of every interrupted row of `rows`.
+    fn interrupted_devices(&self, rows: &[ClaimedRow]) -> Vec<(String, String)> {
+        rows.iter()
+            .filter(|row| self.interrupted.iter().any(|(id, _)| *id == row.id))
+            .map(|row| (row.tenant_id.clone(), row.device_id.clone()))
+            .collect()
     }
 
     async fn apply(

@@ -104,6 +104,7 @@ async fn a_frozen_broker_delivers_nothing_until_it_thaws() {
     let fleet = Fleet::register(&db, 1).await;
     let relay = RunningRelay::start(&db.pool, &broker.url(), |s| {
         s.ack_timeout = Duration::from_secs(2);
+        s.republish_after_interruption = Duration::from_secs(8);
     });
     fleet.patch(0, json!({"a": 1})).await;
     eventually(Duration::from_secs(10), "first row delivered", || async {
@@ -128,6 +129,20 @@ async fn a_frozen_broker_delivers_nothing_until_it_thaws() {
     .await;
     let retained = retained(&broker.url(), &fleet.topic(0)).await;
     assert_eq!(version_of(&retained[&fleet.topic(0)]), 2);
+    // Bytes of the interrupted publish could have reached the broker late:
+    // the device's current state is published once more, later.
+    eventually(
+        Duration::from_secs(30),
+        "the interrupted device is republished",
+        || async { fleet.statuses().await.get("delivered") == Some(&3) },
+    )
+    .await;
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM outbox WHERE status = 'delivered' ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2, 2]);
     relay.stop().await;
 }
 
