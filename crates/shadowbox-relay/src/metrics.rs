@@ -26,7 +26,8 @@ pub struct RelayMetrics {
     pub delivered: Counter,
     /// Publishes that failed, by reason.
     pub failed: Family<FailureLabels, Counter>,
-    /// Rows superseded by a newer row of their device.
+    /// Rows the relay superseded when claiming (most are superseded by the
+    /// write of a newer row, which the API counts as a change).
     pub superseded: Counter,
     /// Rows that became dead.
     pub dead: Counter,
@@ -36,7 +37,7 @@ pub struct RelayMetrics {
     pub oldest_pending_age: Gauge<f64, AtomicU64>,
     /// Seconds from handing a publish to the connection to its PUBACK.
     pub publish_to_puback: Histogram,
-    /// Seconds from the row's commit to its PUBACK.
+    /// Seconds from the row's creation (its transaction's start) to its PUBACK.
     pub commit_to_puback: Histogram,
 }
 
@@ -66,13 +67,13 @@ impl RelayMetrics {
         );
         r.register(
             "superseded",
-            "Outbox rows superseded by a newer row",
+            "Outbox rows the relay superseded when claiming (most are superseded by the write of a newer row)",
             metrics.superseded.clone(),
         );
         r.register("dead", "Outbox rows that became dead", metrics.dead.clone());
         r.register(
             "pending_rows",
-            "Pending outbox rows",
+            "Pending outbox rows (of the whole database: every replica reports the same)",
             metrics.pending.clone(),
         );
         r.register(
@@ -87,7 +88,7 @@ impl RelayMetrics {
         );
         r.register(
             "commit_to_puback_seconds",
-            "Time from the outbox row's commit to its PUBACK",
+            "Time from the outbox row's creation (its transaction's start) to its PUBACK",
             metrics.commit_to_puback.clone(),
         );
         metrics
