@@ -113,10 +113,14 @@ pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> s
              WHERE o.tenant_id = l.tenant_id AND o.device_id = l.device_id
              ORDER BY o.id DESC LIMIT 1) o),
          superseded AS (
+           -- Driven from each device's newest row through the pending-rows
+           -- index, whatever the planner thinks of the array's size.
            UPDATE outbox o SET status = 'superseded'
-           FROM newest n
-           WHERE o.tenant_id = n.tenant_id AND o.device_id = n.device_id
-             AND o.status = 'pending' AND o.id < n.id
+           WHERE o.id IN (
+             SELECT p.id FROM newest n CROSS JOIN LATERAL (
+               SELECT p.id FROM outbox p
+               WHERE p.tenant_id = n.tenant_id AND p.device_id = n.device_id
+                 AND p.status = 'pending' AND p.id < n.id) p)
            RETURNING o.id)
          SELECT n.id, n.tenant_id, n.device_id, n.topic, n.payload, n.version, n.created_at,
                 n.status = 'pending' AND n.next_attempt_at <= now() AS publish,
