@@ -114,13 +114,16 @@ pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> s
              ORDER BY o.id DESC LIMIT 1) o),
          superseded AS (
            -- Driven from each device's newest row through the pending-rows
-           -- index, whatever the planner thinks of the array's size.
+           -- index, whatever the statistics say of the backlog: OFFSET 0
+           -- keeps the planner from flattening the lateral lookup into a
+           -- join that walks every pending row once per device.
            UPDATE outbox o SET status = 'superseded'
            WHERE o.id IN (
              SELECT p.id FROM newest n CROSS JOIN LATERAL (
                SELECT p.id FROM outbox p
                WHERE p.tenant_id = n.tenant_id AND p.device_id = n.device_id
-                 AND p.status = 'pending' AND p.id < n.id) p)
+                 AND p.status = 'pending' AND p.id < n.id
+               OFFSET 0) p)
            RETURNING o.id)
          SELECT n.id, n.tenant_id, n.device_id, n.topic, n.payload, n.version, n.created_at,
                 n.status = 'pending' AND n.next_attempt_at <= now() AS publish,
