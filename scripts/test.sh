@@ -22,6 +22,7 @@ need initdb "apt-get install postgresql"
 need psql "apt-get install postgresql-client"
 need curl "apt-get install curl"
 need jq "apt-get install jq"
+need pgbench "apt-get install postgresql-contrib (scripts/bench.sh --quick)"
 
 if ! port_open 5432; then
   say "PostgreSQL is not answering on 127.0.0.1:5432; starting it"
@@ -54,3 +55,5 @@ say "cargo test"
 cargo test --workspace "$@"
 say "scripts/demo.sh (the whole loop, with the test build)"
 SHADOWBOX_BIN=target/debug/shadowbox scripts/demo.sh
+say "scripts/bench.sh --quick (every figure at small sizes, so the suite cannot rot; no timing is asserted)"
+scripts/bench.sh --quick

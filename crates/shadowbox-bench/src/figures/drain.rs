@@ -1,0 +1,161 @@
+//! Figure 3: the relay draining a backlog of pending rows into retained
+//! QoS 1 publishes, beside the raw rate at which one client gets retained
+//! QoS 1 publishes acknowledged by the same broker.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::cpu::{CpuSample, CpuShare, Watched};
+use crate::fleet;
+use crate::mqtt::{desired_payload, publish_all};
+use crate::report::{Row, count};
+
+/// Rows per second the drain must reach.
+const TARGET_ROWS: f64 = 20_000.0;
+/// Share of the raw publish rate its publishes must reach.
+const TARGET_SHARE: f64 = 0.5;
+/// Longest a drain is waited for; a slower one is reported with the rows
+/// it left, so one bad figure cannot stall the suite.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// The broker's raw QoS 1 retained publish rate from one client.
+#[derive(Debug, Clone, Serialize)]
+pub struct Raw {
+    /// Publishes, each to its own topic.
+    pub publishes: u64,
+    /// Publishes acknowledged per second.
+    pub per_second: f64,
+    /// CPU while it ran.
+    pub cpu: CpuShare,
+}
+
+/// Publishes `publishes` retained messages, the size of the relay's, to as
+/// many topics (outside every shadow topic) from one pipelined client.
+pub async fn raw(port: u16, watched: &Watched, publishes: u64) -> anyhow::Result<Raw> {
+    let messages = (1..=publishes)
+        .map(|i| {
+            (
+                format!("bench/tenant/raw/device/d{i}/shadow/desired"),
+                desired_payload(1),
+            )
+        })
+        .collect();
+    let before = CpuSample::now(watched);
+    let took = publish_all(port, messages, true).await?;
+    Ok(Raw {
+        publishes,
+        per_second: publishes as f64 / took.as_secs_f64(),
+        cpu: CpuSample::now(watched).since(&before),
+    })
+}
+
+/// One drain of a backlog.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drain {
+    /// Pending rows in the backlog.
+    pub rows: u64,
+    /// Devices they are spread over.
+    pub devices: u64,
+    /// From the backlog's commit to the last row settled (or to giving up).
+    pub seconds: f64,
+    /// Rows still pending when the drain was given up on (0: finished).
+    pub left_pending: u64,
+    /// Rows settled per second (published or superseded).
+    pub rows_per_second: f64,
+    /// Publishes acknowledged per second (one per device: older rows of a
+    /// device are superseded, never published).
+    pub publishes_per_second: f64,
+    /// CPU while it ran.
+    pub cpu: CpuShare,
+}
+
+/// Waits until `tenant` has no pending row, commits a backlog of `rows`
+/// pending rows over its first `devices` devices, and times the running
+/// relay until none is pending (or `PATIENCE` passed).
+pub async fn drain(
+    pool: &PgPool,
+    watched: &Watched,
+    tenant: &str,
+    devices: u64,
+    rows: u64,
+) -> anyhow::Result<Drain> {
+    let left = pending_after(pool, tenant, PATIENCE).await?;
+    if left > 0 {
+        bail!("{tenant} still has {left} pending rows before its backlog");
+    }
+    // Statistics as a deployment has them when an outage begins (taken
+    // while nothing was pending), so the relay's claims are planned as they
+    // would be for a real backlog; see BENCHMARKS.md on what that costs.
+    fleet::analyze_outbox(pool).await?;
+    let delivered = fleet::delivered(pool, tenant).await?;
+    let before = CpuSample::now(watched);
+    fleet::add_backlog(pool, tenant, devices, rows).await?;
+    let started = Instant::now();
+    let left_pending = pending_after(pool, tenant, PATIENCE).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = CpuSample::now(watched).since(&before);
+    let publishes = fleet::delivered(pool, tenant).await? - delivered;
+    Ok(Drain {
+        rows,
+        devices,
+        seconds,
+        left_pending,
+        rows_per_second: rows.saturating_sub(left_pending) as f64 / seconds,
+        publishes_per_second: publishes as f64 / seconds,
+        cpu,
+    })
+}
+
+/// Waits until `tenant` has no pending row or `patience` passed, and
+/// answers how many are left.
+async fn pending_after(pool: &PgPool, tenant: &str, patience: Duration) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let pending = fleet::pending(pool, tenant).await?;
+        if pending == 0 || Instant::now() > deadline {
+            return Ok(pending as u64);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The table row of `drain`, beside `raw`.
+pub fn row(label: &str, drain: &Drain, raw: &Raw) -> Row {
+    // The ratio: rows/s over the raw publish rate. With one row per
+    // device (no coalescing) rows are publishes, the honest comparison.
+    let ratio = drain.rows_per_second / raw.per_second;
+    Row {
+        figure: format!(
+            "{label}: {} rows over {} devices",
+            count(drain.rows as f64),
+            count(drain.devices as f64)
+        ),
+        value: format!(
+            "{} rows/s ({} publishes/s){}",
+            count(drain.rows_per_second),
+            count(drain.publishes_per_second),
+            match drain.left_pending {
+                0 => String::new(),
+                n => format!(
+                    ", gave up after {PATIENCE:?} with {} pending",
+                    count(n as f64)
+                ),
+            }
+        ),
+        limit: format!("raw {} publishes/s", count(raw.per_second)),
+        ratio: Some(ratio),
+        target: format!(
+            ">= {} rows/s, >= {:.0}% of raw",
+            count(TARGET_ROWS),
+            TARGET_SHARE * 100.0
+        ),
+        met: Some(
+            drain.left_pending == 0
+                && drain.rows_per_second >= TARGET_ROWS
+                && ratio >= TARGET_SHARE,
+        ),
+    }
+}

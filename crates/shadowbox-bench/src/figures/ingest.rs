@@ -1,0 +1,141 @@
+//! Figure 4: reported messages per second from publish to committed
+//! state, beside the raw rate at which the same broker delivers the same
+//! traffic from one publisher to one subscriber.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::cpu::{CpuSample, CpuShare, Watched};
+use crate::mqtt::{Counter, publish_all};
+use crate::report::{Row, count};
+
+/// Messages per second the ingester must reach.
+const TARGET: f64 = 30_000.0;
+/// Longest the ingester may take.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// One pass of the reported traffic.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pass {
+    /// Messages published.
+    pub messages: u64,
+    /// From the first publish to the last message received (raw) or
+    /// committed (ingest).
+    pub seconds: f64,
+    /// Messages per second.
+    pub per_second: f64,
+    /// How long the publisher took to get every PUBACK.
+    pub publish_seconds: f64,
+    /// CPU while it ran.
+    pub cpu: CpuShare,
+}
+
+/// `messages` reported messages over `devices` devices of `tenant` (under
+/// `prefix`), in rounds: round r gives every device version r + 1. The
+/// profile makes `messages` a multiple of `devices`.
+fn traffic(prefix: &str, tenant: &str, devices: u64, messages: u64) -> Vec<(String, Vec<u8>)> {
+    (0..messages)
+        .map(|i| {
+            let (device, version) = (i % devices + 1, i / devices + 1);
+            (
+                format!("{prefix}tenant/{tenant}/device/d{device}/shadow/reported"),
+                format!(r#"{{"reported":{{"n":{version}}},"version":{version}}}"#).into_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// The broker alone: one publisher, one subscriber, the same traffic on
+/// topics no ingester listens to.
+pub async fn raw(
+    port: u16,
+    watched: &Watched,
+    devices: u64,
+    messages: u64,
+) -> anyhow::Result<Pass> {
+    let prefix = "bench/";
+    let counter = Counter::subscribe(
+        port,
+        &format!("{prefix}tenant/+/device/+/shadow/reported"),
+        messages as usize,
+    )
+    .await?;
+    let traffic = traffic(prefix, "raw", devices, messages);
+    let before = CpuSample::now(watched);
+    let started = Instant::now();
+    let publish = publish_all(port, traffic, false).await?;
+    let seconds = (counter.last_arrival().await? - started).as_secs_f64();
+    Ok(Pass {
+        messages,
+        seconds,
+        per_second: messages as f64 / seconds,
+        publish_seconds: publish.as_secs_f64(),
+        cpu: CpuSample::now(watched).since(&before),
+    })
+}
+
+/// The running ingester: publishes the traffic to devices `d1` to
+/// `d<devices>` of `tenant` and times it until every device's last version
+/// is committed.
+pub async fn ingest(
+    pool: &PgPool,
+    port: u16,
+    watched: &Watched,
+    tenant: &str,
+    devices: u64,
+    messages: u64,
+) -> anyhow::Result<Pass> {
+    let last_version = (messages / devices) as i64;
+    let traffic = traffic("", tenant, devices, messages);
+    let before = CpuSample::now(watched);
+    let started = Instant::now();
+    let publisher = tokio::spawn(publish_all(port, traffic, false));
+    let deadline = started + PATIENCE;
+    loop {
+        // Each device's messages arrive in order, so its last version
+        // committed means all of them were.
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM device_state WHERE tenant_id = $1 AND reported_version = $2",
+        )
+        .bind(tenant)
+        .bind(last_version)
+        .fetch_one(pool)
+        .await?;
+        if done as u64 == devices {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("ingest: {done} of {devices} devices at their last version after {PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = CpuSample::now(watched).since(&before);
+    let publish = publisher.await??;
+    Ok(Pass {
+        messages,
+        seconds,
+        per_second: messages as f64 / seconds,
+        publish_seconds: publish.as_secs_f64(),
+        cpu,
+    })
+}
+
+/// The table row.
+pub fn row(ingest: &Pass, raw: &Pass, devices: u64) -> Row {
+    Row {
+        figure: format!(
+            "4 ingest: {} messages over {} devices",
+            count(ingest.messages as f64),
+            count(devices as f64)
+        ),
+        value: format!("{} msg/s", count(ingest.per_second)),
+        limit: format!("raw {} msg/s to one subscriber", count(raw.per_second)),
+        ratio: Some(ingest.per_second / raw.per_second),
+        target: format!(">= {} msg/s", count(TARGET)),
+        met: Some(ingest.per_second >= TARGET),
+    }
+}

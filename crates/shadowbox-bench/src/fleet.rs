@@ -1,0 +1,136 @@
+//! Bulk set-up of tenants, devices and outbox rows, straight in SQL (the
+//! set-up is not what is measured), and tenant API keys through the API.
+//!
+//! Devices of a tenant are `d1` to `dN`.
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use crate::serve::ADMIN_TOKEN;
+
+/// Creates `tenant` with `devices` active devices at desired version 0.
+pub async fn create(pool: &PgPool, tenant: &str, devices: u64) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO tenants (tenant_id) VALUES ($1)")
+        .bind(tenant)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO device_state (tenant_id, device_id)
+         SELECT $1, 'd' || i FROM generate_series(1, $2::bigint) AS i",
+    )
+    .bind(tenant)
+    .bind(devices as i64)
+    .execute(pool)
+    .await
+    .with_context(|| format!("create {devices} devices of {tenant}"))?;
+    Ok(())
+}
+
+/// Adds `rows` delivered rows, spread round-robin over the first
+/// `devices` devices of `tenant`: a history the relay must not slow down on.
+pub async fn add_history(
+    pool: &PgPool,
+    tenant: &str,
+    devices: u64,
+    rows: u64,
+) -> anyhow::Result<()> {
+    insert_rows(pool, tenant, devices, rows, "delivered").await
+}
+
+/// Adds `rows` pending rows, spread round-robin over the first `devices`
+/// devices of `tenant` (each device's versions in id order), committed at
+/// once with a notification to the relays, as a backlog left by an outage.
+pub async fn add_backlog(
+    pool: &PgPool,
+    tenant: &str,
+    devices: u64,
+    rows: u64,
+) -> anyhow::Result<()> {
+    insert_rows(pool, tenant, devices, rows, "pending").await
+}
+
+async fn insert_rows(
+    pool: &PgPool,
+    tenant: &str,
+    devices: u64,
+    rows: u64,
+    status: &str,
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    // The devices exist: skip the per-row foreign-key triggers.
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        r#"INSERT INTO outbox (tenant_id, device_id, kind, topic, payload, version, status, delivered_at)
+           SELECT $1, 'd' || x.d, 'desired', 'tenant/' || $1 || '/device/d' || x.d || '/shadow/desired',
+                  convert_to('{"desired":{"n":' || x.v || '},"version":' || x.v
+                             || ',"timestamp":"2026-11-27T04:00:00.000Z"}', 'UTF8'),
+                  x.v, $4::text, CASE WHEN $4::text = 'delivered' THEN now() END
+           FROM generate_series(0, $3::bigint - 1) AS i,
+                LATERAL (SELECT i % $2::bigint + 1 AS d, i / $2::bigint + 1 AS v) AS x"#,
+    )
+    .bind(tenant)
+    .bind(devices as i64)
+    .bind(rows as i64)
+    .bind(status)
+    .execute(&mut *tx)
+    .await
+    .with_context(|| format!("insert {rows} {status} outbox rows"))?;
+    sqlx::query("SELECT pg_notify('shadowbox_outbox', '')")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `VACUUM ANALYZE`, after a bulk set-up.
+pub async fn vacuum(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query("VACUUM ANALYZE").execute(pool).await?;
+    Ok(())
+}
+
+/// `ANALYZE outbox`: fresh planner statistics, as autovacuum keeps them in
+/// a long-running deployment (a benchmark writes faster than it wakes).
+pub async fn analyze_outbox(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query("ANALYZE outbox").execute(pool).await?;
+    Ok(())
+}
+
+/// Pending outbox rows of `tenant`.
+pub async fn pending(pool: &PgPool, tenant: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE status = 'pending' AND tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Delivered outbox rows of `tenant`.
+pub async fn delivered(pool: &PgPool, tenant: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE status = 'delivered' AND tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Creates an API key of `tenant` through the admin API of `base`.
+pub async fn api_key(base: &str, tenant: &str) -> anyhow::Result<String> {
+    #[derive(Deserialize)]
+    struct Created {
+        secret: String,
+    }
+    let created: Created = reqwest::Client::new()
+        .post(format!("{base}/v1/tenants/{tenant}/api-keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(created.secret)
+}

@@ -1,0 +1,128 @@
+//! `shadowbox-bench`: the end-to-end benchmark of shadowbox.
+//!
+//! Runs the real `shadowbox serve` against a private PostgreSQL and a
+//! private Mosquitto, loads it from this (async, Rust) load generator, and
+//! prints every headline figure beside the limit of the same machine,
+//! measured in the same run, as a ratio. Results go to stdout as a table
+//! and to `<out>/<figure>.json` plus `<out>/summary.json`.
+//!
+//! `scripts/bench.sh [--quick]` builds the release binaries and runs it.
+
+mod api;
+mod cpu;
+mod figures;
+mod fleet;
+mod lab;
+mod machine;
+mod mqtt;
+mod pace;
+mod pgbench;
+mod profile;
+mod report;
+mod serve;
+mod stats;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::Parser;
+use serde_json::json;
+
+use crate::lab::Lab;
+use crate::machine::Machine;
+use crate::profile::Profile;
+
+/// End-to-end benchmark of shadowbox: every headline figure beside the
+/// same machine's limit, measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "shadowbox-bench", version, about)]
+struct Args {
+    /// Small sizes and short windows (under 2 minutes): checks every
+    /// figure runs; the numbers mean little.
+    #[arg(long)]
+    quick: bool,
+    /// Where the JSON results and the servers' logs go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// The `shadowbox` binary under test.
+    #[arg(long, default_value = "target/release/shadowbox")]
+    shadowbox: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            // Returning (not exiting) on a signal drops every guard: the
+            // serve process, the broker and the database are stopped.
+            tokio::select! {
+                result = run(args) => result,
+                signal = stop_signal() => Err(anyhow::anyhow!("interrupted by {}", signal?)),
+            }
+        })
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let profile = if args.quick {
+        Profile::quick()
+    } else {
+        Profile::full()
+    };
+    let started = Instant::now();
+    let date = chrono::Utc::now();
+    let machine = Machine::now();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
+    eprintln!(
+        "==> shadowbox-bench{}: {} cores, {} MiB, load {}",
+        if profile.quick { " --quick" } else { "" },
+        machine.cores,
+        machine.memory_mib,
+        machine.load_average
+    );
+    let lab = Lab::start(args.shadowbox.clone(), args.out.join("logs")).await?;
+    let figures = figures::run(&lab, &profile, |figure| {
+        print!("{}", report::table(&figure.rows));
+    })
+    .await?;
+    drop(lab);
+    let rows: Vec<_> = figures.iter().flat_map(|f| f.rows.clone()).collect();
+    for figure in &figures {
+        report::write_figure(&args.out, figure)?;
+    }
+    report::write_json(
+        &args.out.join("summary.json"),
+        &json!({
+            "date": date.to_rfc3339(),
+            "command": command,
+            "machine": machine,
+            "load_average_after": machine::load_average(),
+            "seconds": started.elapsed().as_secs_f64(),
+            "profile": profile,
+            "rows": rows,
+        }),
+    )?;
+    println!(
+        "\nshadowbox-bench {} on {} cores / {} MiB ({}), {:.0} s:\n",
+        date.format("%Y-%m-%d %H:%M UTC"),
+        machine.cores,
+        machine.memory_mib,
+        machine.cpu_model,
+        started.elapsed().as_secs_f64()
+    );
+    print!("{}", report::table(&rows));
+    println!("\nJSON: {}/*.json", args.out.display());
+    Ok(())
+}
+
+/// The first of ctrl-c and SIGTERM.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map(|()| "ctrl-c").map_err(Into::into),
+        _ = term.recv() => Ok("SIGTERM"),
+    }
+}

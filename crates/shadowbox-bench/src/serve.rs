@@ -1,0 +1,110 @@
+//! `shadowbox serve` as a separate process, exactly as deployed: started
+//! against the private servers, waited for until `/readyz` answers,
+//! stopped with SIGTERM, and killed by its guard whatever happens.
+
+use std::fs::File;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::lab::Lab;
+
+/// The admin token of every `serve` this benchmark starts.
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
+
+/// How long `serve` may take to become ready, and to stop.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running `shadowbox serve`, killed when dropped.
+pub struct Serve {
+    child: Child,
+    base: String,
+    name: String,
+}
+
+impl Serve {
+    /// Starts `serve` on database `db`, with `name` in its MQTT client ids
+    /// (so no run inherits another's broker session), and waits until it is
+    /// ready.
+    pub async fn start(lab: &Lab, db: &str, name: &str) -> anyhow::Result<Self> {
+        let port = shadowbox_testkit::free_port();
+        let log = lab.logs().join(format!("serve-{name}.log"));
+        let child = Command::new(lab.binary())
+            .arg("serve")
+            .env("DATABASE_URL", lab.database_url(db))
+            .env("MQTT_URL", lab.mqtt_url())
+            .env("SHADOWBOX_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("SHADOWBOX_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SHADOWBOX_INGEST_CLIENT_ID", format!("bench-ingest-{name}"))
+            .env("SHADOWBOX_RELAY_CLIENT_ID", format!("bench-relay-{name}"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).with_context(|| format!("create {}", log.display()))?)
+            .spawn()
+            .with_context(|| format!("start {} serve", lab.binary().display()))?;
+        let mut serve = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            name: name.to_owned(),
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = serve.child.try_wait()? {
+                bail!("serve exited with {status}; see {}", log.display());
+            }
+            let ready = client.get(format!("{}/readyz", serve.base)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Ok(serve);
+            }
+            if Instant::now() > deadline {
+                bail!("serve not ready after {PATIENCE:?}; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Its process id, for CPU accounting.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its peak resident set so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        crate::machine::peak_rss_kib(self.pid()).context("no VmHWM in /proc/<pid>/status")
+    }
+
+    /// Stops it with SIGTERM (it drains and exits) and answers its peak
+    /// resident set in KiB, read just before.
+    pub async fn stop(mut self) -> anyhow::Result<u64> {
+        let peak = self.peak_rss_kib()?;
+        Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .context("run kill")?;
+        let deadline = Instant::now() + PATIENCE;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("serve {} ignored SIGTERM for {PATIENCE:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(peak)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
