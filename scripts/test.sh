@@ -52,8 +52,13 @@ cargo fmt --all -- --check
 say "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 say "cargo test"
-cargo test --workspace "$@"
+test_log=$(mktemp)
+trap 'rm -f "$test_log"' EXIT
+cargo test --workspace "$@" 2>&1 | tee "$test_log"
 say "scripts/demo.sh (the whole loop, with the test build)"
 SHADOWBOX_BIN=target/debug/shadowbox scripts/demo.sh
 say "scripts/bench.sh --quick (every figure at small sizes, so the suite cannot rot; no timing is asserted)"
 scripts/bench.sh --quick
+
+# The test count last, where CI reads it.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$test_log"
