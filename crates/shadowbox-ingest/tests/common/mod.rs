@@ -4,7 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -37,15 +37,7 @@ pub fn settings(broker_url: &str, client_id: &str) -> IngestSettings {
 
 /// A client id no other test uses.
 pub fn client_id(name: &str) -> String {
-    format!("ingest-{name}-{}", uuid_like())
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}-{nanos}", std::process::id())
+    format!("ingest-{name}-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// An ingester running in a task, with its own metrics registry.
@@ -125,20 +117,13 @@ impl Ingester {
     }
 }
 
-/// Polls `check` every 50 ms for up to 30 s.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Polls `check` for up to 30 s (the testkit's bounded wait).
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shadowbox_testkit::eventually(Duration::from_secs(30), what, check).await;
 }
 
 /// A device's reported topic.
