@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::RunningRelay;
 use serde_json::json;
 use shadowbox_testkit::mqtt::{Observer, retained, version_of};
-use shadowbox_testkit::{Fleet, Mosquitto, TestDb, eventually};
+use shadowbox_testkit::{Fleet, Mosquitto, PrivatePostgres, TestDb, eventually};
 
 const ALL_DESIRED: &str = "tenant/+/device/+/shadow/desired";
 
@@ -283,5 +283,49 @@ async fn resync_restores_retained_state_after_the_broker_lost_it() {
         },
     )
     .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_database_restart_loses_nothing_and_delivery_resumes() {
+    let postgres = PrivatePostgres::start();
+    let pool = shadowbox_db::connect(&postgres.url("shadowbox"), 10)
+        .await
+        .unwrap();
+    shadowbox_db::migrate(&pool).await.unwrap();
+    let broker = Mosquitto::start();
+    let fleet = Fleet::register_on(&pool, 2).await;
+    let relay = RunningRelay::start(&pool, &broker.url(), |_| {});
+    fleet.patch(0, json!({"a": 1})).await;
+    eventually(
+        Duration::from_secs(10),
+        "delivered before the restart",
+        || async { fleet.statuses().await.get("delivered") == Some(&1) },
+    )
+    .await;
+
+    postgres.stop();
+    // The relay's workers and its LISTEN connection fail while it is down.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    postgres.restart();
+
+    // A change committed after the restart is woken up (or polled) and
+    // delivered by the same relay.
+    eventually(
+        Duration::from_secs(20),
+        "the database answers again",
+        || async { sqlx::query("SELECT 1").execute(&fleet.pool).await.is_ok() },
+    )
+    .await;
+    fleet.patch(1, json!({"b": 2})).await;
+    eventually(
+        Duration::from_secs(30),
+        "delivered after the restart",
+        || async { fleet.statuses().await.get("delivered") == Some(&2) },
+    )
+    .await;
+    let retained = retained(&broker.url(), ALL_DESIRED).await;
+    assert_eq!(retained.len(), 2);
+    assert!(retained.values().all(|p| version_of(p) == 1));
     relay.stop().await;
 }

@@ -24,12 +24,18 @@ pub struct Fleet {
 impl Fleet {
     /// Creates tenant `acme` with `count` devices.
     pub async fn register(db: &TestDb, count: usize) -> Self {
+        Self::register_on(&db.pool, count).await
+    }
+
+    /// Creates tenant `acme` with `count` devices in the (migrated)
+    /// database of `pool`, e.g. one on a [`crate::PrivatePostgres`].
+    pub async fn register_on(pool: &PgPool, count: usize) -> Self {
         let tenant = TenantId::parse("acme").unwrap();
-        shadowbox_db::tenants::create_tenant(&db.pool, &tenant)
+        shadowbox_db::tenants::create_tenant(pool, &tenant)
             .await
             .unwrap();
         let mut devices = Vec::new();
-        let mut conn = db.pool.acquire().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
         for i in 0..count {
             let device = DeviceId::parse(format!("dev-{i:03}")).unwrap();
             shadowbox_db::devices::register_device(
@@ -43,8 +49,9 @@ impl Fleet {
             .unwrap();
             devices.push(device);
         }
+        drop(conn);
         Self {
-            pool: db.pool.clone(),
+            pool: pool.clone(),
             tenant,
             devices,
         }
