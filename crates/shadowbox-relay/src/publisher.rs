@@ -199,7 +199,11 @@ impl Connection {
         let poller = tokio::spawn(poll_events(eventloop, events_tx));
         let _abort_poller = AbortOnDrop(poller);
 
-        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+        let connack = tokio::select! {
+            connack = tokio::time::timeout(Duration::from_secs(10), events.recv()) => connack,
+            () = self.stop.cancelled() => return End::Stopped,
+        };
+        match connack {
             Ok(Some(Ok(Event::Incoming(Packet::ConnAck(_))))) => {}
             Ok(Some(Ok(other))) => return End::Failed(format!("expected CONNACK, got {other:?}")),
             Ok(Some(Err(e))) => return End::Failed(e.to_string()),
@@ -211,7 +215,16 @@ impl Connection {
         let end = self.serve(&client, &mut events).await;
         self.connected.send_replace(false);
         if matches!(end, End::Stopped) {
+            // Let the event loop send the DISCONNECT before it is dropped.
             let _ = client.disconnect().await;
+            let flushed = async {
+                while let Some(Ok(event)) = events.recv().await {
+                    if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
+                        return;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), flushed).await;
         }
         end
     }
