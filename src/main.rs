@@ -11,6 +11,8 @@ mod roles;
 mod simulate;
 mod telemetry;
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 /// Device shadows for multi-tenant IoT fleets, delivered over MQTT through
@@ -36,7 +38,8 @@ pub struct CommonArgs {
         hide_env_values = true
     )]
     pub database_url: String,
-    /// MQTT broker URL: `mqtt://[user:password@]host[:port]`.
+    /// MQTT broker URL: `mqtt://[user@]host[:port]` or `mqtts://...`;
+    /// several, comma-separated, are tried in turn (failover).
     #[arg(
         long,
         env = "MQTT_URL",
@@ -45,6 +48,26 @@ pub struct CommonArgs {
         hide_env_values = true
     )]
     pub mqtt_url: String,
+    /// MQTT protocol version: `5` or `3.1.1` (for brokers without 5).
+    #[arg(
+        long,
+        env = "SHADOWBOX_MQTT_PROTOCOL",
+        default_value = "5",
+        global = true
+    )]
+    pub mqtt_protocol: shadowbox_mqtt::Protocol,
+    /// PEM trust anchors for `mqtts://` brokers (default: the system's).
+    #[arg(long, env = "SHADOWBOX_MQTT_CA_FILE", global = true)]
+    pub mqtt_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain, for mutual TLS.
+    #[arg(long, env = "SHADOWBOX_MQTT_CLIENT_CERT_FILE", global = true)]
+    pub mqtt_client_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long, env = "SHADOWBOX_MQTT_CLIENT_KEY_FILE", global = true)]
+    pub mqtt_client_key_file: Option<PathBuf>,
+    /// A file holding the MQTT password of the URL's user.
+    #[arg(long, env = "SHADOWBOX_MQTT_PASSWORD_FILE", global = true)]
+    pub mqtt_password_file: Option<PathBuf>,
     /// Largest desired or reported document, in bytes.
     #[arg(long, env = "SHADOWBOX_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024, global = true)]
     pub max_document_bytes: usize,
@@ -68,11 +91,20 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// The broker address of `--mqtt-url`.
-    pub fn broker(&self) -> anyhow::Result<shadowbox_core::broker::BrokerAddress> {
-        self.mqtt_url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("MQTT_URL: {e}"))
+    /// The brokers and how to reach them: `--mqtt-url` and the
+    /// `--mqtt-*` settings, every file read now.
+    pub fn mqtt(&self) -> anyhow::Result<shadowbox_mqtt::MqttConfig> {
+        let tls = shadowbox_mqtt::TlsFiles {
+            ca_file: self.mqtt_ca_file.clone(),
+            client_cert_file: self.mqtt_client_cert_file.clone(),
+            client_key_file: self.mqtt_client_key_file.clone(),
+        };
+        Ok(shadowbox_mqtt::MqttConfig::load(
+            &self.mqtt_url,
+            self.mqtt_protocol,
+            &tls,
+            self.mqtt_password_file.as_deref(),
+        )?)
     }
 
     /// The document limits of `--max-document-bytes` and `--max-document-depth`.
@@ -97,7 +129,8 @@ enum Command {
     /// Operate the outbox: delivery status, listing, retries, resync, purge.
     #[command(subcommand)]
     Outbox(ops::OutboxCommand),
-    /// Run the ingester alone: write the state devices report.
+    /// Run the ingester alone: write the state devices report (or, with a
+    /// subcommand, operate its broker session).
     Ingest(roles::IngestCommand),
     /// Manage tenants.
     #[command(subcommand)]

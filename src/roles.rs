@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use prometheus_client::registry::Registry;
 use shadowbox_api::{ApiMetrics, ApiSettings};
-use shadowbox_core::broker::BrokerAddress;
 use shadowbox_ingest::{IngestMetrics, IngestSettings};
+use shadowbox_mqtt::MqttConfig;
 use shadowbox_relay::{RelayMetrics, RelaySettings};
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +30,7 @@ pub struct ApiArgs {
 impl ApiArgs {
     /// The API's settings.
     pub fn settings(&self, common: &CommonArgs) -> anyhow::Result<ApiSettings> {
-        let mut settings = ApiSettings::new(self.http_addr, common.broker()?);
+        let mut settings = ApiSettings::new(self.http_addr, common.mqtt()?);
         settings.admin_token = self.admin_token.clone().filter(|t| !t.is_empty());
         settings.limits = common.limits();
         settings.max_body_bytes = shadowbox_api::settings::body_limit_for(&settings.limits);
@@ -61,9 +61,15 @@ pub struct RelayArgs {
     /// Devices per batch.
     #[arg(long, env = "SHADOWBOX_RELAY_BATCH_SIZE", default_value_t = 500)]
     pub relay_batch_size: usize,
-    /// Publishes awaiting their PUBACK at once.
-    #[arg(long, env = "SHADOWBOX_RELAY_MAX_IN_FLIGHT", default_value_t = 2000)]
+    /// Publishes awaiting their PUBACK at once (under MQTT 5 the broker's
+    /// receive maximum may lower it).
+    #[arg(long, env = "SHADOWBOX_RELAY_MAX_IN_FLIGHT", default_value_t = shadowbox_relay::DEFAULT_MAX_IN_FLIGHT)]
     pub relay_max_in_flight: usize,
+    /// Largest PUBLISH packet, in bytes: a larger row is dead-lettered
+    /// unsent. Under 3.1.1 set the broker's limit; under 5 the broker's
+    /// CONNACK may lower it.
+    #[arg(long, env = "SHADOWBOX_RELAY_MAX_PACKET_SIZE", default_value_t = shadowbox_relay::DEFAULT_MAX_PACKET_BYTES)]
+    pub relay_max_packet_size: u32,
     /// A PUBACK later than this drops the connection and retries.
     #[arg(long, env = "SHADOWBOX_RELAY_ACK_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub relay_ack_timeout: Duration,
@@ -91,15 +97,16 @@ pub struct RelayArgs {
 }
 
 impl RelayArgs {
-    /// The relay's settings for `broker`.
-    pub fn settings(&self, broker: BrokerAddress) -> RelaySettings {
-        let mut settings = RelaySettings::new(broker);
+    /// The relay's settings for the brokers of `mqtt`.
+    pub fn settings(&self, mqtt: MqttConfig) -> RelaySettings {
+        let mut settings = RelaySettings::new(mqtt);
         if let Some(id) = &self.relay_client_id {
             settings.client_id.clone_from(id);
         }
         settings.workers = self.relay_workers.max(1);
         settings.batch_size = self.relay_batch_size.max(1);
         settings.max_in_flight = self.relay_max_in_flight.max(1);
+        settings.max_packet_bytes = self.relay_max_packet_size;
         settings.ack_timeout = self.relay_ack_timeout;
         settings.poll_interval = self.relay_poll_interval;
         settings.retry.max_attempts = self.relay_max_attempts.max(1);
@@ -158,7 +165,7 @@ pub async fn relay(common: &CommonArgs, command: &RelayCommand) -> anyhow::Resul
     let metrics = RelayMetrics::register(&mut registry);
     let shutdown = shutdown_on_signal();
     command.metrics.serve(registry, &shutdown);
-    shadowbox_relay::run(args.settings(common.broker()?), pool, metrics, shutdown).await
+    shadowbox_relay::run(args.settings(common.mqtt()?), pool, metrics, shutdown).await
 }
 
 /// The ingester's flags.
@@ -171,12 +178,18 @@ pub struct IngestArgs {
     #[arg(long, env = "SHADOWBOX_INGEST_CLIENT_ID")]
     pub ingest_client_id: Option<String>,
     /// Shared-subscription group; replicas in one group split the traffic.
+    /// Empty: a plain subscription, for brokers without shared
+    /// subscriptions (NATS); run one ingester then.
     #[arg(
         long,
         env = "SHADOWBOX_INGEST_SHARE_GROUP",
         default_value = shadowbox_ingest::DEFAULT_SHARE_GROUP
     )]
     pub ingest_share_group: String,
+    /// MQTT 5: how long the broker keeps this ingester's session, and
+    /// queues reports for it, after it disconnected.
+    #[arg(long, env = "SHADOWBOX_INGEST_SESSION_EXPIRY", default_value = "1h", value_parser = duration)]
+    pub ingest_session_expiry: Duration,
     /// Most messages per batch; keep it below the broker's per-client
     /// in-flight window (Mosquitto `max_inflight_messages`).
     #[arg(long, env = "SHADOWBOX_INGEST_BATCH_SIZE", default_value_t = shadowbox_ingest::DEFAULT_BATCH_SIZE)]
@@ -193,8 +206,9 @@ impl IngestArgs {
             Some(id) => id.clone(),
             None => format!("shadowbox-ingest-{}", hostname()),
         };
-        let mut settings = IngestSettings::new(common.broker()?, client_id);
+        let mut settings = IngestSettings::new(common.mqtt()?, client_id);
         settings.share_group.clone_from(&self.ingest_share_group);
+        settings.session_expiry = self.ingest_session_expiry;
         settings.batch_size = self.ingest_batch_size.max(1);
         settings.batch_wait = self.ingest_batch_wait;
         settings.limits = common.limits();
@@ -214,15 +228,37 @@ fn hostname() -> String {
 
 /// `shadowbox ingest`'s flags.
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct IngestCommand {
+    #[command(subcommand)]
+    action: Option<IngestAction>,
     #[command(flatten)]
     ingest: IngestArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
 }
 
+/// What `shadowbox ingest` can do besides running.
+#[derive(Debug, Clone, Subcommand)]
+enum IngestAction {
+    /// Discard the broker session of a retired ingester (and the reports
+    /// queued for it), on every broker of MQTT_URL. A running ingester
+    /// with that client id is disconnected.
+    ForgetSession {
+        /// The retired ingester's client id.
+        #[arg(long)]
+        client_id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// `shadowbox ingest`: the ingester alone, until SIGTERM or ctrl-c.
 pub async fn ingest(common: &CommonArgs, command: &IngestCommand) -> anyhow::Result<()> {
+    if let Some(IngestAction::ForgetSession { client_id, json }) = &command.action {
+        return forget_session(common, client_id, *json).await;
+    }
     let settings = command.ingest.settings(common)?;
     let pool = crate::ops::connect(common, 4).await?;
     let mut registry = Registry::default();
@@ -230,6 +266,48 @@ pub async fn ingest(common: &CommonArgs, command: &IngestCommand) -> anyhow::Res
     let shutdown = shutdown_on_signal();
     command.metrics.serve(registry, &shutdown);
     shadowbox_ingest::run(settings, pool, metrics, shutdown).await
+}
+
+/// `shadowbox ingest forget-session`: a clean start under `client_id` on
+/// every broker, so none keeps that session.
+async fn forget_session(common: &CommonArgs, client_id: &str, json: bool) -> anyhow::Result<()> {
+    let mqtt = common.mqtt()?;
+    let mut results = Vec::new();
+    for broker in mqtt.brokers.iter() {
+        let outcome = shadowbox_mqtt::probe::discard_session(
+            &mqtt,
+            broker,
+            client_id,
+            Duration::from_secs(10),
+        )
+        .await;
+        results.push((broker.to_string(), outcome));
+    }
+    if json {
+        let brokers: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(broker, outcome)| match outcome {
+                Ok(()) => serde_json::json!({"broker": broker, "discarded": true}),
+                Err(e) => serde_json::json!({"broker": broker, "discarded": false, "error": e.to_string()}),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"client_id": client_id, "brokers": brokers})
+        );
+    } else {
+        for (broker, outcome) in &results {
+            match outcome {
+                Ok(()) => println!("{broker}: discarded the session of {client_id}"),
+                Err(e) => println!("{broker}: could not connect: {e}"),
+            }
+        }
+    }
+    anyhow::ensure!(
+        results.iter().any(|(_, outcome)| outcome.is_ok()),
+        "no broker could be reached"
+    );
+    Ok(())
 }
 
 /// `shadowbox serve`'s flags: every role's.
@@ -248,7 +326,7 @@ pub struct ServeArgs {
 /// stops the others.
 pub async fn serve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let api_settings = args.api.settings(common)?;
-    let relay_settings = args.relay.settings(common.broker()?);
+    let relay_settings = args.relay.settings(common.mqtt()?);
     let ingest_settings = args.ingest.settings(common)?;
     let connections = 16 + relay_settings.workers as u32 + 4;
     // Migrate before any role starts, so relay and ingest never query an

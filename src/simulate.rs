@@ -50,7 +50,7 @@ pub struct SimulateArgs {
 /// Runs the simulator until SIGTERM or ctrl-c, then prints its counters.
 pub async fn simulate(common: &CommonArgs, args: SimulateArgs) -> anyhow::Result<()> {
     let devices = device_ids(&args.prefix, args.devices)?;
-    let mut settings = SimSettings::new(common.broker()?, args.tenant, devices);
+    let mut settings = SimSettings::new(common.mqtt()?, args.tenant, devices);
     settings.connections = if args.per_device_connections {
         Connections::PerDevice
     } else {

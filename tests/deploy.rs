@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_norway::Value;
-use shadowbox_core::broker::BrokerAddress;
+use shadowbox_mqtt::BrokerAddress;
 use shadowbox_testkit::{free_port, wait_for_port};
 
 /// How long any one client command may take.
@@ -87,7 +87,13 @@ fn mqtt_login(compose: &Value, service: &str) -> Login {
     let url = env_default(compose, service, "MQTT_URL");
     let address: BrokerAddress = url.parse().expect("MQTT_URL parses");
     assert_eq!((address.host.as_str(), address.port), ("mosquitto", 1883));
-    let (user, password) = address.credentials.expect("MQTT_URL carries a login");
+    let user = address.user.expect("MQTT_URL names a user");
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(login, _)| login.split_once(':'))
+        .map(|(_, password)| password.to_owned())
+        .expect("MQTT_URL carries a password");
     Login { user, password }
 }
 

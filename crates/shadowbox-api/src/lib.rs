@@ -15,17 +15,17 @@
 //!   conditional writes.
 //!
 //! `readiness` serves `/healthz` and `/readyz` (database ping, and a real
-//! MQTT CONNECT via `mqtt_probe`); `/openapi.json` is generated from the
+//! MQTT connection through `shadowbox_mqtt::probe`); `/openapi.json` is generated from the
 //! handlers' annotations (`openapi`). [`keys`] makes and checks tenant API
 //! keys, for the routes and for the CLI.
 //!
-//! Depends on `shadowbox-core` and `shadowbox-db`; writes no SQL.
+//! Depends on `shadowbox-core`, `shadowbox-db` and `shadowbox-mqtt`; writes
+//! no SQL.
 
 mod auth;
 mod if_match;
 pub mod keys;
 pub mod metrics;
-mod mqtt_probe;
 mod openapi;
 mod pagination;
 mod problem;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use shadowbox_core::DocumentLimits;
-use shadowbox_core::broker::BrokerAddress;
+use shadowbox_mqtt::MqttConfig;
 
 /// How the API runs.
 #[derive(Clone)]
@@ -22,8 +22,8 @@ pub struct ApiSettings {
     /// Largest request body accepted, checked before parsing: a larger
     /// body answers 413 without being read whole.
     pub max_body_bytes: usize,
-    /// The broker `/readyz` connects to.
-    pub broker: BrokerAddress,
+    /// The brokers `/readyz` connects to.
+    pub mqtt: MqttConfig,
     /// How long `/readyz` waits for the database and for the broker's
     /// CONNACK.
     pub readiness_timeout: Duration,
@@ -35,14 +35,14 @@ pub struct ApiSettings {
 impl ApiSettings {
     /// Defaults: document limits of 64 KiB and depth 16, admin routes
     /// disabled, a 2 s readiness timeout cached for 1 s.
-    pub fn new(http_addr: SocketAddr, broker: BrokerAddress) -> Self {
+    pub fn new(http_addr: SocketAddr, mqtt: MqttConfig) -> Self {
         let limits = DocumentLimits::default();
         Self {
             http_addr,
             admin_token: None,
             limits,
             max_body_bytes: body_limit_for(&limits),
-            broker,
+            mqtt,
             readiness_timeout: Duration::from_secs(2),
             readiness_cache: Duration::from_secs(1),
         }
@@ -67,7 +67,7 @@ impl fmt::Debug for ApiSettings {
             )
             .field("limits", &self.limits)
             .field("max_body_bytes", &self.max_body_bytes)
-            .field("broker", &self.broker)
+            .field("mqtt", &self.mqtt)
             .field("readiness_timeout", &self.readiness_timeout)
             .field("readiness_cache", &self.readiness_cache)
             .finish()

@@ -2,7 +2,6 @@
 //!
 //! Pure data and rules, no I/O, so it is fast to test and safe to reuse:
 //!
-//! - [`broker`]: the broker address of `MQTT_URL`;
 //! - [`id`]: validated [`TenantId`] and [`DeviceId`] that cannot inject MQTT
 //!   wildcards or topic levels;
 //! - [`document`]: shadow documents (JSON objects) and their size and depth
@@ -14,7 +13,6 @@
 //!
 //! It depends on nothing of shadowbox; every other crate depends on it.
 
-pub mod broker;
 pub mod delta;
 pub mod document;
 pub mod id;

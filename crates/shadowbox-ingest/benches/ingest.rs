@@ -72,8 +72,8 @@ async fn main() {
     let devices = size("SHADOWBOX_BENCH_DEVICES", 10_000, quick);
 
     let db = TestDb::new().await;
-    // The test broker's window (max_inflight_messages 1000), with an
-    // unbounded queue so a fast publisher cannot make it drop messages.
+    // The test broker (max_inflight_messages 2000), with an unbounded
+    // queue so a fast publisher cannot make it drop messages.
     let broker = Mosquitto::start_with(MosquittoConfig {
         persistence: false,
         extra: "max_queued_messages 0\n".to_owned(),
@@ -86,8 +86,8 @@ async fn main() {
     settings.batch_size = shadowbox_ingest::DEFAULT_BATCH_SIZE;
     settings.batch_wait = shadowbox_ingest::DEFAULT_BATCH_WAIT;
     println!(
-        "batch_size {}, batch_wait {:?}, broker max_inflight_messages 1000",
-        settings.batch_size, settings.batch_wait
+        "MQTT {}, batch_size {} (the receive maximum under 5), batch_wait {:?}, broker max_inflight_messages 2000",
+        settings.mqtt.protocol, settings.batch_size, settings.batch_wait
     );
     let ingester = Ingester::start(settings, db.pool.clone()).await;
     let work = workload("bench", devices, messages);

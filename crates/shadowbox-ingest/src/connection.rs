@@ -1,10 +1,13 @@
-//! The MQTT side: one task owns the rumqttc `EventLoop` and polls it
-//! forever; messages go to the worker through a bounded channel and acks
-//! come back through [`Acks`].
+//! The MQTT side: one task owns the event loop and polls it forever;
+//! messages go to the worker through a bounded channel and acks come back
+//! through [`Acks`].
 //!
-//! The session is persistent (`clean_session = false`, stable client id)
-//! with manual acks, so a message not acknowledged before a crash or a
-//! disconnect is redelivered by the broker.
+//! The session is persistent (no clean start, stable client id) with
+//! manual acks, so a message not acknowledged before a crash or a
+//! disconnect is redelivered by the broker. Under MQTT 5 the session
+//! expires `session_expiry` after a disconnect (so a retired ingester
+//! stops taking its share of the reports by itself), and the receive
+//! maximum, the batch size, bounds what the broker sends unacknowledged.
 //!
 //! Acks are tied to the connection a message arrived on. After a
 //! reconnect the broker resends every unacknowledged message and may reuse
@@ -12,19 +15,17 @@
 //! previous connection's packet id could acknowledge a different, not yet
 //! committed message. Each connection therefore gets an epoch; an ack is
 //! sent only if its message's epoch is the current one, and when a
-//! connection ends the epoch moves on and every PUBACK still queued inside
-//! rumqttc is discarded ([`EventLoop::clean`]), in one critical section.
+//! connection ends the epoch moves on and every PUBACK still queued for it
+//! is discarded (the event loop is cleaned and replaced), in one critical
+//! section.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use backon::BackoffBuilder as _;
+use anyhow::bail;
 use chrono::{DateTime, Utc};
-use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeReasonCode,
-};
-use shadowbox_core::topic::shared_reported_filter;
+use shadowbox_core::topic::{REPORTED_FILTER, shared_reported_filter};
+use shadowbox_mqtt::{Client, Event, EventLoop, Failover, Message, SessionOptions};
 use tokio::sync::mpsc;
 
 use crate::IngestSettings;
@@ -33,10 +34,11 @@ use crate::metrics::IngestMetrics;
 /// Messages waiting for the worker. One QoS 1 message per packet id can
 /// await our ack, so a broker that honours its in-flight window never
 /// fills this; one that does not (Mosquitto 2.0.11 overshoots
-/// `max_inflight_messages` under load) briefly pauses the polling task.
+/// `max_inflight_messages` under load with 3.1.1 clients) briefly pauses
+/// the polling task.
 const CHANNEL_CAPACITY: usize = u16::MAX as usize;
 
-/// rumqttc's request queue holds our PUBACKs. It must never make the
+/// The client's request queue holds our PUBACKs. It must never make the
 /// worker wait: the polling task drains it only while it is not itself
 /// waiting for the worker, and rumqttc serves buffered incoming packets
 /// before queued requests. It holds at most one PUBACK per message
@@ -45,14 +47,14 @@ const CHANNEL_CAPACITY: usize = u16::MAX as usize;
 /// unacknowledged and be redelivered after a reconnect, which is harmless.
 const REQUEST_CAPACITY: usize = 1 << 20;
 
-/// The largest packet accepted: the MQTT maximum. rumqttc drops the
-/// connection on a larger packet, and the broker would redeliver it
-/// forever, so an oversized payload must get through to be refused, counted
-/// and acknowledged. Bound memory at the broker (Mosquitto `max_packet_size`).
-const MAX_INCOMING_PACKET_BYTES: usize = 268_435_455;
+/// The largest packet accepted: the MQTT maximum. A larger packet drops
+/// the connection, and the broker would redeliver it forever, so an
+/// oversized payload must get through to be refused, counted and
+/// acknowledged. Bound memory at the broker (Mosquitto `max_packet_size`).
+const MAX_INCOMING_PACKET_BYTES: u32 = shadowbox_mqtt::client::MQTT_MAX_PACKET_BYTES;
 
 /// We only send SUBSCRIBE, PUBACK, PINGREQ and DISCONNECT.
-const MAX_OUTGOING_PACKET_BYTES: usize = 64 * 1024;
+const MAX_OUTGOING_PACKET_BYTES: u32 = 64 * 1024;
 
 /// Keep-alive interval: how fast a dead connection is noticed.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -60,8 +62,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// A message as it arrived, waiting for its batch.
 #[derive(Debug)]
 pub(crate) struct Received {
-    /// The MQTT publish, kept for its ack.
-    pub publish: Publish,
+    /// The MQTT message, kept for its ack.
+    pub message: Message,
     /// The connection it arrived on.
     pub epoch: u64,
     /// When it arrived (stored as `last_seen`).
@@ -70,46 +72,63 @@ pub(crate) struct Received {
     pub since: Instant,
 }
 
+/// The current connection's client and epoch, changed together.
+struct Current {
+    epoch: u64,
+    client: Client,
+}
+
 /// Sends acks, only for messages of the current connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Acks {
-    client: AsyncClient,
-    epoch: Arc<Mutex<u64>>,
+    current: Arc<Mutex<Current>>,
 }
 
 impl Acks {
-    fn current_epoch(&self) -> u64 {
-        *self.epoch.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Ends the current connection's epoch and discards its queued acks.
-    fn end_epoch(&self, eventloop: &mut EventLoop) {
-        let mut epoch = self.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-        *epoch += 1;
+    fn current_epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    fn client(&self) -> Client {
+        self.lock().client.clone()
+    }
+
+    /// Ends the current connection's epoch: discards its queued acks and
+    /// puts `next` (the next connection's client) in its place.
+    fn end_epoch(&self, eventloop: &mut EventLoop, next: Client) {
+        let mut current = self.lock();
+        current.epoch += 1;
         eventloop.clean();
+        current.client = next;
     }
 
     /// Queues the PUBACK of `message`, unless it came on an earlier
     /// connection: the broker has redelivered it (or, without a session,
     /// forgotten it), and only the current copy may be acknowledged.
     pub fn ack(&self, message: &Received) {
-        let epoch = self.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-        if *epoch == message.epoch {
+        let current = self.lock();
+        if current.epoch == message.epoch {
             // Fails only if the event loop is gone (or the queue is full):
             // the broker then redelivers, which is harmless.
-            let _ = self.client.try_ack(&message.publish);
+            let _ = current.client.try_ack(&message.message);
         }
     }
 
     /// Asks the polling task to send DISCONNECT after every queued ack.
     pub async fn disconnect(&self) {
         // Fails only if the polling task is gone: nothing left to close.
-        let _ = self.client.disconnect().await;
+        let _ = self.client().disconnect().await;
     }
 }
 
 /// The connection to the broker, before its task starts.
 pub(crate) struct Connection {
+    settings: IngestSettings,
+    failover: Failover,
     eventloop: EventLoop,
     acks: Acks,
     messages: mpsc::Sender<Received>,
@@ -123,29 +142,23 @@ impl Connection {
         settings: &IngestSettings,
         metrics: IngestMetrics,
     ) -> (Self, mpsc::Receiver<Received>) {
-        let mut options = MqttOptions::new(
-            settings.client_id.clone(),
-            settings.broker.host.clone(),
-            settings.broker.port,
-        );
-        options
-            .set_clean_session(false)
-            .set_manual_acks(true)
-            .set_keep_alive(KEEP_ALIVE)
-            .set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_OUTGOING_PACKET_BYTES);
-        if let Some((user, password)) = &settings.broker.credentials {
-            options.set_credentials(user.clone(), password.clone());
-        }
-        let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        let failover = Failover::new(settings.mqtt.brokers.clone());
+        let (client, eventloop) = open(settings, &failover);
         let (messages, received) = mpsc::channel(CHANNEL_CAPACITY);
+        let filter = if settings.share_group.is_empty() {
+            REPORTED_FILTER.to_owned()
+        } else {
+            shared_reported_filter(&settings.share_group)
+        };
         let connection = Self {
+            settings: settings.clone(),
+            failover,
             eventloop,
             acks: Acks {
-                client,
-                epoch: Arc::default(),
+                current: Arc::new(Mutex::new(Current { epoch: 0, client })),
             },
             messages,
-            filter: shared_reported_filter(&settings.share_group),
+            filter,
             metrics,
         };
         (connection, received)
@@ -157,68 +170,71 @@ impl Connection {
     }
 
     /// Polls the event loop until the worker has asked to disconnect (or is
-    /// gone), reconnecting with backoff whenever the connection fails.
+    /// gone), reconnecting with backoff, to the next broker of the list,
+    /// whenever the connection fails.
     pub async fn drive(mut self) -> anyhow::Result<()> {
         let result = self.poll_until_done().await;
-        self.acks.end_epoch(&mut self.eventloop);
+        let client = self.acks.client();
+        self.acks.end_epoch(&mut self.eventloop, client);
         self.metrics.subscribed.set(0);
         result
     }
 
     async fn poll_until_done(&mut self) -> anyhow::Result<()> {
-        let mut delays = crate::retry_policy().build();
         loop {
             match self.eventloop.poll().await {
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                Ok(Event::Message(message)) => {
                     self.metrics.pending.inc();
-                    let message = Received {
-                        publish,
+                    let received = Received {
+                        message,
                         epoch: self.acks.current_epoch(),
                         received_at: Utc::now(),
                         since: Instant::now(),
                     };
-                    if self.messages.send(message).await.is_err() {
+                    if self.messages.send(received).await.is_err() {
                         return Ok(());
                     }
                 }
-                Ok(Event::Incoming(Packet::ConnAck(connack))) => {
-                    delays = crate::retry_policy().build();
+                Ok(Event::Connected(connack)) => {
+                    self.failover.connected();
+                    self.failover.reset_backoff();
                     tracing::info!(
+                        broker = %self.failover.broker(),
+                        protocol = %self.settings.mqtt.protocol,
                         session_present = connack.session_present,
                         "connected to the MQTT broker"
                     );
                     // Without a session the broker forgot the subscription.
                     if connack.session_present {
                         self.metrics.subscribed.set(1);
-                    } else {
-                        self.acks
-                            .client
-                            .try_subscribe(self.filter.clone(), QoS::AtLeastOnce)
-                            .context("queue the SUBSCRIBE")?;
+                    } else if let Err(e) = self.acks.client().try_subscribe(&self.filter) {
+                        bail!("queue the SUBSCRIBE to {}: {e}", self.filter);
                     }
                 }
-                Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                    if suback
-                        .return_codes
-                        .iter()
-                        .any(|code| matches!(code, SubscribeReasonCode::Failure))
-                    {
+                Ok(Event::Subscribed(results)) => {
+                    if let Some(Err(reason)) = results.into_iter().find(Result::is_err) {
                         bail!(
-                            "the broker refused the subscription to {} (does it support shared subscriptions?)",
+                            "the broker refused the subscription to {} ({reason}); a broker without \
+                             shared subscriptions needs SHADOWBOX_INGEST_SHARE_GROUP empty (one ingester)",
                             self.filter
                         );
                     }
                     self.metrics.subscribed.set(1);
                     tracing::info!(filter = %self.filter, "subscribed");
                 }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => return Ok(()),
+                Ok(Event::DisconnectSent) => return Ok(()),
                 Ok(_) => {}
                 Err(error) => {
                     self.metrics.subscribed.set(0);
-                    self.acks.end_epoch(&mut self.eventloop);
-                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                    let broker = self.failover.broker().to_string();
+                    let delay = self.failover.failed(&error.to_string());
+                    let (client, eventloop) = open(&self.settings, &self.failover);
+                    let mut previous = std::mem::replace(&mut self.eventloop, eventloop);
+                    self.acks.end_epoch(&mut previous, client);
                     tracing::warn!(
                         %error,
+                        %broker,
+                        next_broker = %self.failover.broker(),
                         retry_in_ms = delay.as_millis() as u64,
                         "MQTT connection failed; unacknowledged messages will be redelivered"
                     );
@@ -227,4 +243,18 @@ impl Connection {
             }
         }
     }
+}
+
+/// A client for the failover's current broker with the ingester's session.
+fn open(settings: &IngestSettings, failover: &Failover) -> (Client, EventLoop) {
+    let mut options = SessionOptions::new(settings.client_id.clone());
+    options.clean_start = false;
+    options.session_expiry = Some(settings.session_expiry);
+    options.receive_maximum = Some(u16::try_from(settings.batch_size.max(1)).unwrap_or(u16::MAX));
+    options.manual_acks = true;
+    options.keep_alive = KEEP_ALIVE;
+    options.max_incoming_packet = MAX_INCOMING_PACKET_BYTES;
+    options.max_outgoing_packet = MAX_OUTGOING_PACKET_BYTES;
+    options.request_capacity = REQUEST_CAPACITY;
+    shadowbox_mqtt::open(&settings.mqtt, failover.broker(), &options)
 }

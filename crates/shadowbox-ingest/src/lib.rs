@@ -4,9 +4,11 @@
 //! `tenant/{t}/device/{d}/shadow/reported`; the ingester writes it to
 //! `device_state`. Data flows through these layers, in this order:
 //!
-//! - [`connection`]: one task owns the rumqttc `EventLoop`, keeps a
-//!   persistent session with manual acks, (re)subscribes to the shared
-//!   filter and hands every message to the worker through a bounded channel;
+//! - [`connection`]: one task owns the MQTT event loop, keeps a
+//!   persistent session with manual acks (MQTT 5: with a session expiry
+//!   and a receive maximum), (re)subscribes to the shared filter, moves to
+//!   the next broker of the list when one fails, and hands every message
+//!   to the worker through a bounded channel;
 //! - [`batch`]: decodes, validates and coalesces a batch (per device, the
 //!   highest version wins; among equal versions the latest received);
 //! - [`apply`]: writes the batch in one statement, retrying while the
@@ -15,8 +17,8 @@
 //!   acknowledges each message only after its effect is committed.
 //!
 //! [`metrics`] holds the Prometheus metrics and [`log_sampler`] keeps bad
-//! input from flooding the logs. Depends on `shadowbox-core` and
-//! `shadowbox-db`; it writes no SQL of its own.
+//! input from flooding the logs. Depends on `shadowbox-core`,
+//! `shadowbox-db` and `shadowbox-mqtt`; it writes no SQL of its own.
 
 mod apply;
 mod batch;
@@ -34,16 +36,19 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 pub use metrics::IngestMetrics;
-pub use settings::{DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT, DEFAULT_SHARE_GROUP, IngestSettings};
+pub use settings::{
+    DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT, DEFAULT_SESSION_EXPIRY, DEFAULT_SHARE_GROUP,
+    IngestSettings,
+};
 
 /// How long the connection task may take, once the worker has flushed, to
 /// send the last acks and the DISCONNECT before it is abandoned (the broker
 /// then redelivers whatever was not acknowledged).
 const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
 
-/// The delays between attempts of a failing operation (reconnecting to the
-/// broker, writing to the database): 100 ms doubling to 5 s, jittered,
-/// never giving up.
+/// The delays between attempts of a failing database write: 100 ms
+/// doubling to 5 s, jittered, never giving up (reconnecting to the broker
+/// goes by `shadowbox_mqtt::failover`).
 fn retry_policy() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))

@@ -93,13 +93,9 @@ impl Worker {
     /// Writes, counts and acknowledges one batch.
     async fn settle(&self, batch: Vec<Received>, stop: &CancellationToken, log: &mut LogSampler) {
         let plan = plan(
-            batch.iter().map(|m| {
-                (
-                    m.publish.topic.as_str(),
-                    m.publish.payload.as_ref(),
-                    m.received_at,
-                )
-            }),
+            batch
+                .iter()
+                .map(|m| (m.message.topic.as_str(), m.message.payload(), m.received_at)),
             &self.limits,
         );
         let outcomes = if plan.updates.is_empty() {
@@ -115,7 +111,7 @@ impl Worker {
             return;
         };
         for (message, verdict) in batch.iter().zip(&plan.verdicts) {
-            self.record(&message.publish.topic, verdict, &outcomes, log);
+            self.record(&message.message.topic, verdict, &outcomes, log);
         }
         for message in &batch {
             self.acks.ack(message);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::json;
-use shadowbox_core::broker::BrokerAddress;
+use shadowbox_mqtt::BrokerAddress;
 use shadowbox_relay::{RelayMetrics, RelaySettings};
 use shadowbox_testkit::mqtt::version_of;
 use shadowbox_testkit::{Fleet, Mosquitto, TestDb};

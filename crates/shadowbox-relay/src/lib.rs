@@ -14,7 +14,7 @@
 //! - [`retention`]: deletes old finished rows in small batches;
 //! - [`metrics`]: what the relay counts.
 //!
-//! Depends on `shadowbox-core` and `shadowbox-db`.
+//! Depends on `shadowbox-core`, `shadowbox-db` and `shadowbox-mqtt`.
 
 pub mod metrics;
 pub mod publisher;
@@ -24,7 +24,7 @@ pub mod wake;
 pub mod worker;
 
 pub use metrics::RelayMetrics;
-pub use settings::RelaySettings;
+pub use settings::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PACKET_BYTES, RelaySettings};
 
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ pub async fn run(
     let wake = wake::Wake::start(&pool, &settings, &tasks, shutdown.clone())
         .await
         .context("listen for outbox notifications")?;
-    tracing::info!(broker = %settings.broker, workers = settings.workers, "relay started");
+    tracing::info!(brokers = %settings.mqtt.describe(), protocol = %settings.mqtt.protocol, workers = settings.workers, "relay started");
     let workers = TaskTracker::new();
     for id in 0..settings.workers {
         workers.spawn(

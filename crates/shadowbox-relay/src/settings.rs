@@ -2,14 +2,22 @@
 
 use std::time::Duration;
 
-use shadowbox_core::broker::BrokerAddress;
 use shadowbox_db::relay::RetryPolicy;
+use shadowbox_mqtt::MqttConfig;
+
+/// Publishes awaiting their PUBACK at once unless told otherwise (under
+/// MQTT 5 the broker's receive maximum may lower it).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 2000;
+
+/// The largest PUBLISH packet unless told otherwise: 1 MiB, far above a
+/// 64 KiB document and its envelope.
+pub const DEFAULT_MAX_PACKET_BYTES: u32 = 1 << 20;
 
 /// How a relay runs.
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
-    /// The broker.
-    pub broker: BrokerAddress,
+    /// The brokers, protocol and TLS.
+    pub mqtt: MqttConfig,
     /// MQTT client id; unique per replica.
     pub client_id: String,
     /// Concurrent batches (each holds one database connection while its
@@ -19,6 +27,12 @@ pub struct RelaySettings {
     pub batch_size: usize,
     /// Most publishes awaiting their PUBACK on the connection.
     pub max_in_flight: usize,
+    /// Largest PUBLISH packet sent: a row whose packet would be larger is
+    /// dead-lettered without being sent. Under MQTT 5 the broker's
+    /// maximum packet size (CONNACK) lowers it; under 3.1.1 set it to the
+    /// broker's limit (Mosquitto `max_packet_size`), which a 3.1.1 broker
+    /// enforces by dropping the connection.
+    pub max_packet_bytes: u32,
     /// A PUBACK later than this fails every unacknowledged publish and
     /// drops the connection.
     pub ack_timeout: Duration,
@@ -41,14 +55,15 @@ pub struct RelaySettings {
 }
 
 impl RelaySettings {
-    /// Defaults suited to one broker on a LAN, for `broker`.
-    pub fn new(broker: BrokerAddress) -> Self {
+    /// Defaults suited to one broker on a LAN, for the brokers of `mqtt`.
+    pub fn new(mqtt: MqttConfig) -> Self {
         Self {
-            broker,
+            mqtt,
             client_id: format!("shadowbox-relay-{}", uuid::Uuid::new_v4().simple()),
             workers: 4,
             batch_size: 500,
-            max_in_flight: 2000,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
             ack_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
             retry: RetryPolicy {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use shadowbox_db::relay::{self, ClaimedRow};
+use shadowbox_db::relay::{self, ClaimedRow, RetryPolicy};
 use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -156,7 +156,9 @@ impl Worker {
 struct Settled {
     delivered: Vec<(i64, chrono::DateTime<Utc>)>,
     interrupted: Vec<(i64, &'static str)>,
-    rejected: Vec<(i64, String)>,
+    refused: Vec<(i64, String)>,
+    busy: Vec<(i64, String)>,
+    too_large: Vec<(i64, String)>,
 }
 
 impl Settled {
@@ -179,7 +181,9 @@ impl Settled {
                 self.delivered.push((row.id, at));
             }
             Outcome::Interrupted(reason) => self.interrupted.push((row.id, reason)),
-            Outcome::Rejected(reason) => self.rejected.push((row.id, reason)),
+            Outcome::Refused(reason) => self.refused.push((row.id, reason)),
+            Outcome::Busy(reason) => self.busy.push((row.id, reason)),
+            Outcome::TooLarge(reason) => self.too_large.push((row.id, reason)),
             Outcome::NotSent => {}
         }
     }
@@ -206,17 +210,50 @@ impl Settled {
             relay::mark_interrupted(tx, &ids, reason).await?;
             metrics.failure("interrupted").inc_by(ids.len() as u64);
         }
-        for (reason, ids) in group_by_reason(self.rejected.iter().map(|(id, r)| (*id, r.as_str())))
-        {
+        // Refused: backoff, dead after the maximum attempts.
+        for (reason, ids) in group_by_reason(self.refused.iter().map(|(id, r)| (*id, r.as_str()))) {
             let dead = relay::mark_failed(tx, &ids, reason, &settings.retry).await?;
             metrics.failure("rejected").inc_by(ids.len() as u64);
             metrics.dead.inc_by(dead);
-            tracing::warn!(rows = ids.len(), dead, reason, "broker refused publishes");
+            tracing::warn!(rows = ids.len(), dead, reason, "publishes refused");
+        }
+        // Busy: backoff, never dead, as in an outage.
+        let never_dead = RetryPolicy {
+            max_attempts: i32::MAX,
+            ..settings.retry
+        };
+        for (reason, ids) in group_by_reason(self.busy.iter().map(|(id, r)| (*id, r.as_str()))) {
+            relay::mark_failed(tx, &ids, reason, &never_dead).await?;
+            metrics.failure("busy").inc_by(ids.len() as u64);
+            tracing::warn!(
+                rows = ids.len(),
+                reason,
+                "the broker deferred publishes; retrying later"
+            );
+        }
+        // Too large: no broker of this configuration will ever take it.
+        let dead_at_once = RetryPolicy {
+            max_attempts: 1,
+            ..settings.retry
+        };
+        for (reason, ids) in group_by_reason(self.too_large.iter().map(|(id, r)| (*id, r.as_str())))
+        {
+            let dead = relay::mark_failed(tx, &ids, reason, &dead_at_once).await?;
+            metrics.failure("too_large").inc_by(ids.len() as u64);
+            metrics.dead.inc_by(dead);
+            tracing::warn!(
+                rows = ids.len(),
+                reason,
+                "publishes too large for the broker are dead"
+            );
         }
         Ok(BatchReport {
             devices: 0,
             delivered: self.delivered.len(),
-            failed: self.interrupted.len() + self.rejected.len(),
+            failed: self.interrupted.len()
+                + self.refused.len()
+                + self.busy.len()
+                + self.too_large.len(),
         })
     }
 }

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
 use shadowbox_core::DeviceId;
 use shadowbox_core::topic::{ShadowTopicKind, shadow_topic};
+use shadowbox_mqtt::{Client, Event, EventLoop, Failover, Message, SessionOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,11 +25,11 @@ use crate::stats::{Counters, Event as Count};
 
 /// Largest MQTT packet accepted or sent: a 64 KiB document plus its
 /// envelope, with room to spare (rumqttc's default is 10 KiB).
-const MAX_PACKET_BYTES: usize = 256 * 1024;
+const MAX_PACKET_BYTES: u32 = 256 * 1024;
 /// Topic filters per SUBSCRIBE packet.
 const SUBSCRIBE_CHUNK: usize = 200;
-/// Pause before polling again after a connection error.
-const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+/// Requests (reports, subscriptions) queued for one connection.
+const REQUEST_CAPACITY: usize = 1000;
 /// How long a shutdown waits for the DISCONNECT to go out.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 
@@ -151,40 +151,60 @@ pub(crate) async fn run(
         settings,
         counters,
     });
+    let mut failover = Failover::new(shared.settings.mqtt.brokers.clone());
+    let options = options(&group);
     loop {
-        let (client, eventloop) = AsyncClient::new(options(&group, &shared.settings), 1000);
+        let (client, eventloop) =
+            shadowbox_mqtt::open(&shared.settings.mqtt, failover.broker(), &options);
         let recycle_at = shared.settings.disconnect_every.map(|d| Instant::now() + d);
-        let stopped = session(client, eventloop, recycle_at, &shared, &shutdown).await;
-        if stopped {
-            break;
+        let end = session(client, eventloop, recycle_at, &shared, &shutdown).await;
+        match end {
+            SessionEnd::Stopped => break,
+            SessionEnd::Recycled => {
+                shared.counters.count(Count::Disconnect);
+                tracing::debug!(client_id = %group.client_id, "simulated disconnect");
+            }
+            SessionEnd::Failed(error) => {
+                shared.counters.count(Count::Disconnect);
+                let delay = failover.failed(&error);
+                tracing::debug!(%error, "simulator connection lost");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
         }
-        shared.counters.count(Count::Disconnect);
-        tracing::debug!(client_id = %group.client_id, "simulated disconnect");
     }
 }
 
-fn options(group: &Group, settings: &SimSettings) -> MqttOptions {
-    let broker = &settings.broker;
-    let mut options = MqttOptions::new(&group.client_id, &broker.host, broker.port);
-    options
-        .set_clean_session(group.clean_session)
-        .set_keep_alive(Duration::from_secs(30))
-        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-    if let Some((user, password)) = &broker.credentials {
-        options.set_credentials(user, password);
-    }
+fn options(group: &Group) -> SessionOptions {
+    let mut options = SessionOptions::new(&group.client_id);
+    options.clean_start = group.clean_session;
+    options.keep_alive = Duration::from_secs(30);
+    options.max_incoming_packet = MAX_PACKET_BYTES;
+    options.max_outgoing_packet = MAX_PACKET_BYTES;
+    options.request_capacity = REQUEST_CAPACITY;
     options
 }
 
-/// One connection's life: returns `true` on shutdown, `false` when it is
-/// time to drop the connection and open a new one.
+/// How one connection's life ended.
+enum SessionEnd {
+    /// Shutdown.
+    Stopped,
+    /// Time to drop the connection and open a new one.
+    Recycled,
+    /// The connection failed.
+    Failed(String),
+}
+
+/// One connection's life, until shutdown, recycling or failure.
 async fn session(
-    client: AsyncClient,
+    client: Client,
     mut eventloop: EventLoop,
     recycle_at: Option<Instant>,
     shared: &Arc<Shared>,
     shutdown: &CancellationToken,
-) -> bool {
+) -> SessionEnd {
     let (tx, rx) = mpsc::unbounded_channel();
     let handler = tokio::spawn(handle(rx, client.clone(), Arc::clone(shared)));
     let recycle = async {
@@ -194,47 +214,39 @@ async fn session(
         }
     };
     tokio::pin!(recycle);
-    let stopped = loop {
+    let end = loop {
         tokio::select! {
-            () = shutdown.cancelled() => break true,
-            () = &mut recycle => break false,
+            () = shutdown.cancelled() => break SessionEnd::Stopped,
+            () = &mut recycle => break SessionEnd::Recycled,
             event = eventloop.poll() => match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                Ok(Event::Connected(_)) => {
                     tokio::spawn(subscribe(client.clone(), Arc::clone(shared)));
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                Ok(Event::Message(message)) => {
                     // The handler ends only when this sender is dropped.
-                    let _ = tx.send((Instant::now(), publish));
+                    let _ = tx.send((Instant::now(), message));
                 }
                 Ok(_) => {}
-                Err(error) => {
-                    shared.counters.count(Count::Disconnect);
-                    tracing::debug!(%error, "simulator connection lost");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break true,
-                        () = &mut recycle => break false,
-                        () = tokio::time::sleep(RECONNECT_PAUSE) => {}
-                    }
-                }
+                Err(error) => break SessionEnd::Failed(error.to_string()),
             },
         }
     };
     handler.abort();
-    if stopped {
+    if matches!(end, SessionEnd::Stopped) {
         disconnect(&client, &mut eventloop).await;
     }
-    stopped
+    end
 }
 
 /// Sends DISCONNECT, so the broker does not publish a will or wait for
 /// the keep-alive; bounded, as the broker may be gone.
-async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
+async fn disconnect(client: &Client, eventloop: &mut EventLoop) {
     if client.try_disconnect().is_err() {
         return;
     }
     let _ = tokio::time::timeout(DISCONNECT_GRACE, async {
         while let Ok(event) = eventloop.poll().await {
-            if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+            if matches!(event, Event::DisconnectSent) {
                 break;
             }
         }
@@ -242,12 +254,9 @@ async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
     .await;
 }
 
-async fn subscribe(client: AsyncClient, shared: Arc<Shared>) {
+async fn subscribe(client: Client, shared: Arc<Shared>) {
     for chunk in shared.filters.chunks(SUBSCRIBE_CHUNK) {
-        let filters = chunk
-            .iter()
-            .map(|topic| SubscribeFilter::new(topic.clone(), QoS::AtLeastOnce));
-        if client.subscribe_many(filters).await.is_err() {
+        if client.subscribe_many(chunk).await.is_err() {
             return;
         }
     }
@@ -256,12 +265,12 @@ async fn subscribe(client: AsyncClient, shared: Arc<Shared>) {
 /// Applies received desired messages in order, each `apply_delay` after
 /// it arrived, and publishes the reports.
 async fn handle(
-    mut rx: mpsc::UnboundedReceiver<(Instant, Publish)>,
-    client: AsyncClient,
+    mut rx: mpsc::UnboundedReceiver<(Instant, Message)>,
+    client: Client,
     shared: Arc<Shared>,
 ) {
     let (counters, settings) = (&shared.counters, &shared.settings);
-    while let Some((received_at, publish)) = rx.recv().await {
+    while let Some((received_at, message)) = rx.recv().await {
         counters.count(Count::Received);
         let n = shared.received.fetch_add(1, Ordering::Relaxed);
         if unit(shared.drop_seed, n) < settings.drop_rate {
@@ -271,10 +280,10 @@ async fn handle(
         tokio::time::sleep_until(received_at + settings.apply_delay).await;
         let report = {
             let mut slots = shared.slots.lock().expect("slots lock");
-            let Some(slot) = slots.get_mut(&publish.topic) else {
+            let Some(slot) = slots.get_mut(&message.topic) else {
                 continue;
             };
-            match slot.device.on_desired(&publish.payload) {
+            match slot.device.on_desired(message.payload()) {
                 Outcome::Report(payload) => (slot.reported_topic.clone(), payload),
                 Outcome::Ignored(event) => {
                     counters.count(event);
@@ -284,11 +293,7 @@ async fn handle(
         };
         counters.count(Count::Applied);
         let (topic, payload) = report;
-        if client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-            .is_err()
-        {
+        if client.publish(&topic, payload, false).await.is_err() {
             return;
         }
         counters.count(Count::Reported);

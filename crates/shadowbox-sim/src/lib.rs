@@ -12,8 +12,8 @@
 //!   and its reported payload;
 //! - [`stats`]: shared counters ([`SimStats`]), logged periodically.
 //!
-//! It depends on `shadowbox-core` only: the simulator is a device, it knows
-//! the wire contract and nothing of the service.
+//! It depends on `shadowbox-core` and `shadowbox-mqtt` only: the simulator
+//! is a device, it knows the wire contract and nothing of the service.
 
 mod connection;
 mod device;
@@ -36,7 +36,7 @@ pub async fn run(settings: SimSettings, shutdown: CancellationToken) -> anyhow::
     let groups = connection::groups(&settings);
     counters.set_online(groups.iter().map(|g| g.devices.len()).sum());
     tracing::info!(
-        broker = %settings.broker,
+        brokers = %settings.mqtt.describe(),
         tenant = %settings.tenant,
         devices = settings.devices.len(),
         online = counters.snapshot().online,

@@ -4,8 +4,8 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use shadowbox_core::broker::BrokerAddress;
 use shadowbox_core::{DeviceId, IdError, TenantId};
+use shadowbox_mqtt::MqttConfig;
 
 /// How the simulated devices reach the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +23,8 @@ pub enum Connections {
 /// Everything a simulator run needs.
 #[derive(Debug, Clone)]
 pub struct SimSettings {
-    /// The broker, with the login every connection uses.
-    pub broker: BrokerAddress,
+    /// The brokers, with the login every connection uses.
+    pub mqtt: MqttConfig,
     /// The tenant the devices belong to.
     pub tenant: TenantId,
     /// The devices (see [`device_ids`]).
@@ -48,9 +48,9 @@ impl SimSettings {
     /// Settings for `devices` of `tenant` on `broker`: one shared
     /// connection, every device online, no flakiness, counters logged
     /// every 10 s.
-    pub fn new(broker: BrokerAddress, tenant: TenantId, devices: Vec<DeviceId>) -> Self {
+    pub fn new(mqtt: MqttConfig, tenant: TenantId, devices: Vec<DeviceId>) -> Self {
         Self {
-            broker,
+            mqtt,
             tenant,
             devices,
             connections: Connections::Shared(NonZeroUsize::MIN),

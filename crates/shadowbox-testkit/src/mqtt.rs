@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use shadowbox_core::broker::BrokerAddress;
+use shadowbox_mqtt::{Event, MqttConfig, SessionOptions};
 use tokio::task::JoinHandle;
 
 /// One MQTT message as a subscriber saw it.
@@ -27,16 +26,17 @@ pub struct Observer {
 }
 
 impl Observer {
-    /// Connects and subscribes; returns once the broker acknowledged.
+    /// Connects (MQTT 5) and subscribes; returns once the broker
+    /// acknowledged.
     pub async fn subscribe(broker_url: &str, filter: &str) -> Self {
-        let broker: BrokerAddress = broker_url.parse().unwrap();
-        let mut options = MqttOptions::new(
-            format!("observer-{}", uuid::Uuid::new_v4().simple()),
-            broker.host,
-            broker.port,
-        );
-        options.set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        Self::subscribe_with(&broker_url.parse().unwrap(), filter).await
+    }
+
+    /// Connects to the first broker of `config`, in its protocol, and
+    /// subscribes; returns once the broker acknowledged.
+    pub async fn subscribe_with(config: &MqttConfig, filter: &str) -> Self {
+        let options = SessionOptions::new(format!("observer-{}", uuid::Uuid::new_v4().simple()));
+        let (client, mut eventloop) = shadowbox_mqtt::open(config, &config.brokers[0], &options);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
         let mut subscribed_tx = Some(subscribed_tx);
@@ -45,18 +45,18 @@ impl Observer {
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        client.subscribe(&filter, QoS::AtLeastOnce).await.unwrap();
+                    Ok(Event::Connected(_)) => {
+                        client.try_subscribe(&filter).unwrap();
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    Ok(Event::Subscribed(_)) => {
                         if let Some(tx) = subscribed_tx.take() {
                             let _ = tx.send(());
                         }
                     }
-                    Ok(Event::Incoming(Packet::Publish(p))) => record.lock().unwrap().push(Seen {
-                        topic: p.topic.clone(),
-                        payload: p.payload.to_vec(),
-                        retain: p.retain,
+                    Ok(Event::Message(m)) => record.lock().unwrap().push(Seen {
+                        payload: m.payload().to_vec(),
+                        topic: m.topic,
+                        retain: m.retain,
                     }),
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -114,7 +114,12 @@ pub fn version_of(payload: &[u8]) -> i64 {
 /// What the broker retains under `filter`: subscribes afresh and collects
 /// what arrives within a moment. Topics with no retained message are absent.
 pub async fn retained(broker_url: &str, filter: &str) -> HashMap<String, Vec<u8>> {
-    let observer = Observer::subscribe(broker_url, filter).await;
+    retained_with(&broker_url.parse().unwrap(), filter).await
+}
+
+/// [`retained`] at the first broker of `config`, in its protocol.
+pub async fn retained_with(config: &MqttConfig, filter: &str) -> HashMap<String, Vec<u8>> {
+    let observer = Observer::subscribe_with(config, filter).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     observer
         .messages()

@@ -23,7 +23,7 @@ async fn readyz_checks_the_broker_with_a_real_connect() {
     let mut broker = Mosquitto::start();
     let url = broker.url();
     let app = spawn_with(|s| {
-        s.broker = url.parse().unwrap();
+        s.mqtt = url.parse().unwrap();
         s.readiness_cache = Duration::from_millis(300);
         s.readiness_timeout = Duration::from_millis(500);
     })
@@ -31,21 +31,28 @@ async fn readyz_checks_the_broker_with_a_real_connect() {
     let ready = app.send(Method::GET, "/readyz", None, None).await;
     assert_eq!(
         expect_json(ready, StatusCode::OK).await,
-        json!({"status": "ok"})
+        json!({"status": "ok", "broker": url})
     );
 
     broker.freeze();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let frozen = app.send(Method::GET, "/readyz", None, None).await;
     let problem = expect_problem(frozen, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert_eq!(problem["detail"], "broker unreachable");
+    assert_eq!(
+        problem["detail"],
+        format!("broker unreachable: {url} (no CONNACK within 500ms)")
+    );
     broker.thaw();
 
     broker.stop();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let down = app.send(Method::GET, "/readyz", None, None).await;
     let problem = expect_problem(down, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert_eq!(problem["detail"], "broker unreachable");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("broker unreachable: {url} (")) && detail.contains("refused"),
+        "{detail}"
+    );
     // Cached: the broker coming back is seen only after the cache expires.
     broker.restart();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -58,7 +65,7 @@ async fn readyz_names_the_database_when_it_is_gone() {
     let broker = Mosquitto::start();
     let url = broker.url();
     let app = spawn_with(|s| {
-        s.broker = url.parse().unwrap();
+        s.mqtt = url.parse().unwrap();
         s.readiness_timeout = Duration::from_millis(500);
     })
     .await;

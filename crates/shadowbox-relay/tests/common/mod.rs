@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shadowbox_core::broker::BrokerAddress;
+use shadowbox_mqtt::MqttConfig;
 use shadowbox_relay::{RelayMetrics, RelaySettings};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -16,7 +16,7 @@ pub struct RunningRelay {
 
 impl RunningRelay {
     pub fn start(pool: &PgPool, broker_url: &str, tweak: impl FnOnce(&mut RelaySettings)) -> Self {
-        let mut settings = RelaySettings::new(broker_url.parse::<BrokerAddress>().unwrap());
+        let mut settings = RelaySettings::new(broker_url.parse::<MqttConfig>().unwrap());
         settings.poll_interval = Duration::from_millis(200);
         tweak(&mut settings);
         let metrics = RelayMetrics::register(&mut Default::default());
