@@ -1,5 +1,6 @@
 //! Nothing is lost when the ingester crashes, when the database is down,
-//! or when several ingesters share the subscription.
+//! or when several ingesters share the subscription: each under MQTT 5 and
+//! 3.1.1.
 
 mod common;
 
@@ -10,10 +11,10 @@ use std::time::Duration;
 
 use common::{
     Ingester, Publisher, client_id, device, eventually, init_logs, register, reported,
-    reported_topic, settings,
+    reported_topic, settings_in,
 };
 use serde_json::json;
-use shadowbox_testkit::{Mosquitto, PrivatePostgres, TestDb};
+use shadowbox_testkit::{Mosquitto, PrivatePostgres, Protocol, TestDb, under_both_protocols};
 use sqlx::PgPool;
 
 /// `messages` versions of each device, device-interleaved, in order.
@@ -45,14 +46,13 @@ async fn wait_all_at(pool: &PgPool, ids: &[String], version: i64) {
     }
 }
 
-#[tokio::test]
-async fn a_crashed_ingester_gets_everything_back_from_its_persistent_session() {
+async fn a_crashed_ingester_gets_everything_back_from_its_persistent_session(protocol: Protocol) {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let ids: Vec<String> = (0..10).map(|i| format!("d{i}")).collect();
     register(&db.pool, "acme", ids.clone()).await;
     let id = client_id("crash");
-    let mut holding = settings(&broker.url(), &id);
+    let mut holding = settings_in(protocol, &broker.url(), &id);
     // Holds its batch long enough to crash with it in hand, unacknowledged.
     holding.batch_wait = Duration::from_secs(60);
     let ingester = Ingester::start(holding, db.pool.clone()).await;
@@ -74,7 +74,8 @@ async fn a_crashed_ingester_gets_everything_back_from_its_persistent_session() {
             .unwrap();
     assert_eq!(count, 0, "nothing was committed before the crash");
 
-    let ingester = Ingester::start(settings(&broker.url(), &id), db.pool.clone()).await;
+    let ingester =
+        Ingester::start(settings_in(protocol, &broker.url(), &id), db.pool.clone()).await;
     wait_all_at(&db.pool, &ids, 15).await;
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 0.0)
@@ -87,8 +88,7 @@ async fn a_crashed_ingester_gets_everything_back_from_its_persistent_session() {
     ingester.stop().await;
 }
 
-#[tokio::test]
-async fn a_database_outage_is_waited_out_and_the_newest_state_wins() {
+async fn a_database_outage_is_waited_out_and_the_newest_state_wins(protocol: Protocol) {
     init_logs();
     let postgres = PrivatePostgres::start();
     let pool = shadowbox_db::connect(&postgres.url("shadowbox"), 5)
@@ -98,8 +98,11 @@ async fn a_database_outage_is_waited_out_and_the_newest_state_wins() {
     let ids: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
     register(&pool, "acme", ids.clone()).await;
     let broker = Mosquitto::start();
-    let ingester =
-        Ingester::start(settings(&broker.url(), &client_id("db-down")), pool.clone()).await;
+    let ingester = Ingester::start(
+        settings_in(protocol, &broker.url(), &client_id("db-down")),
+        pool.clone(),
+    )
+    .await;
     let mut devices = Publisher::connect(&broker.url()).await;
     devices.publish_all(versions(&ids, 1, 2)).await;
     wait_all_at(&pool, &ids, 2).await;
@@ -127,19 +130,18 @@ async fn a_database_outage_is_waited_out_and_the_newest_state_wins() {
     ingester.stop().await;
 }
 
-#[tokio::test]
-async fn two_ingesters_share_the_load_lose_nothing_and_never_go_back() {
+async fn two_ingesters_share_the_load_lose_nothing_and_never_go_back(protocol: Protocol) {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let ids: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
     register(&db.pool, "acme", ids.clone()).await;
     let a = Ingester::start(
-        settings(&broker.url(), &client_id("share-a")),
+        settings_in(protocol, &broker.url(), &client_id("share-a")),
         db.pool.clone(),
     )
     .await;
     let b = Ingester::start(
-        settings(&broker.url(), &client_id("share-b")),
+        settings_in(protocol, &broker.url(), &client_id("share-b")),
         db.pool.clone(),
     )
     .await;
@@ -197,13 +199,12 @@ async fn two_ingesters_share_the_load_lose_nothing_and_never_go_back() {
     b.stop().await;
 }
 
-#[tokio::test]
-async fn it_subscribes_again_when_the_broker_lost_the_session() {
+async fn it_subscribes_again_when_the_broker_lost_the_session(protocol: Protocol) {
     init_logs();
     let (db, mut broker) = (TestDb::new().await, Mosquitto::start());
     register(&db.pool, "acme", ["d0".to_owned()]).await;
     let ingester = Ingester::start(
-        settings(&broker.url(), &client_id("resub")),
+        settings_in(protocol, &broker.url(), &client_id("resub")),
         db.pool.clone(),
     )
     .await;
@@ -230,3 +231,10 @@ async fn it_subscribes_again_when_the_broker_lost_the_session() {
     }
     ingester.stop().await;
 }
+
+under_both_protocols!(
+    a_crashed_ingester_gets_everything_back_from_its_persistent_session,
+    a_database_outage_is_waited_out_and_the_newest_state_wins,
+    two_ingesters_share_the_load_lose_nothing_and_never_go_back,
+    it_subscribes_again_when_the_broker_lost_the_session,
+);

@@ -1,6 +1,7 @@
 //! The relay's guarantees against a real PostgreSQL and a private
-//! Mosquitto per test: delivery confirmed by PUBACK, broker outages that
-//! cost nothing, no regression with several replicas, clears, resync.
+//! Mosquitto per test, each under MQTT 5 and 3.1.1: delivery confirmed by
+//! PUBACK, broker outages that cost nothing, no regression with several
+//! replicas, clears, resync.
 
 mod common;
 
@@ -9,16 +10,17 @@ use std::time::Duration;
 use common::RunningRelay;
 use serde_json::json;
 use shadowbox_testkit::mqtt::{Observer, retained, version_of};
-use shadowbox_testkit::{Fleet, Mosquitto, PrivatePostgres, TestDb, eventually};
+use shadowbox_testkit::{
+    Fleet, Mosquitto, PrivatePostgres, Protocol, TestDb, eventually, under_both_protocols,
+};
 
 const ALL_DESIRED: &str = "tenant/+/device/+/shadow/desired";
 
-#[tokio::test]
-async fn a_patch_ends_retained_with_the_contract_payload_and_delivered() {
+async fn a_patch_ends_retained_with_the_contract_payload_and_delivered(protocol: Protocol) {
     let db = TestDb::new().await;
     let broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 1).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), |_| {});
+    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |_| {});
 
     fleet.patch(0, json!({"rate": 5})).await;
     eventually(Duration::from_secs(10), "the row is delivered", || async {
@@ -54,12 +56,11 @@ async fn a_patch_ends_retained_with_the_contract_payload_and_delivered() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn a_stopped_broker_costs_nothing_and_everything_lands_after_restart() {
+async fn a_stopped_broker_costs_nothing_and_everything_lands_after_restart(protocol: Protocol) {
     let db = TestDb::new().await;
     let mut broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 20).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), |_| {});
+    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |_| {});
     broker.stop();
 
     for i in 0..20 {
@@ -97,12 +98,11 @@ async fn a_stopped_broker_costs_nothing_and_everything_lands_after_restart() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn a_frozen_broker_delivers_nothing_until_it_thaws() {
+async fn a_frozen_broker_delivers_nothing_until_it_thaws(protocol: Protocol) {
     let db = TestDb::new().await;
     let broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 1).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), |s| {
+    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |s| {
         s.ack_timeout = Duration::from_secs(2);
         s.republish_after_interruption = Duration::from_secs(8);
     });
@@ -146,15 +146,14 @@ async fn a_frozen_broker_delivers_nothing_until_it_thaws() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn three_replicas_never_regress_a_device() {
+async fn three_replicas_never_regress_a_device(protocol: Protocol) {
     let db = TestDb::new().await;
     let broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 20).await;
     let observer = Observer::subscribe(&broker.url(), ALL_DESIRED).await;
     let relays: Vec<_> = (0..3)
         .map(|_| {
-            RunningRelay::start(&db.pool, &broker.url(), |s| {
+            RunningRelay::start(&db.pool, &broker.url(), protocol, |s| {
                 s.batch_size = 8;
                 s.workers = 2;
             })
@@ -198,12 +197,11 @@ async fn three_replicas_never_regress_a_device() {
     }
 }
 
-#[tokio::test]
-async fn decommission_clears_the_retained_message_for_good() {
+async fn decommission_clears_the_retained_message_for_good(protocol: Protocol) {
     let db = TestDb::new().await;
     let broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 1).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), |_| {});
+    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |_| {});
     fleet.patch(0, json!({"a": 1})).await;
     fleet.patch(0, json!({"a": 2})).await;
     let mut conn = db.pool.acquire().await.unwrap();
@@ -253,12 +251,11 @@ async fn decommission_clears_the_retained_message_for_good() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn resync_restores_retained_state_after_the_broker_lost_it() {
+async fn resync_restores_retained_state_after_the_broker_lost_it(protocol: Protocol) {
     let db = TestDb::new().await;
     let mut broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 10).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), |_| {});
+    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |_| {});
     for i in 0..10 {
         fleet.patch(i, json!({"i": i})).await;
     }
@@ -286,8 +283,7 @@ async fn resync_restores_retained_state_after_the_broker_lost_it() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn a_database_restart_loses_nothing_and_delivery_resumes() {
+async fn a_database_restart_loses_nothing_and_delivery_resumes(protocol: Protocol) {
     let postgres = PrivatePostgres::start();
     let pool = shadowbox_db::connect(&postgres.url("shadowbox"), 10)
         .await
@@ -295,7 +291,7 @@ async fn a_database_restart_loses_nothing_and_delivery_resumes() {
     shadowbox_db::migrate(&pool).await.unwrap();
     let broker = Mosquitto::start();
     let fleet = Fleet::register_on(&pool, 2).await;
-    let relay = RunningRelay::start(&pool, &broker.url(), |_| {});
+    let relay = RunningRelay::start(&pool, &broker.url(), protocol, |_| {});
     fleet.patch(0, json!({"a": 1})).await;
     eventually(
         Duration::from_secs(10),
@@ -329,3 +325,13 @@ async fn a_database_restart_loses_nothing_and_delivery_resumes() {
     assert!(retained.values().all(|p| version_of(p) == 1));
     relay.stop().await;
 }
+
+under_both_protocols!(
+    a_patch_ends_retained_with_the_contract_payload_and_delivered,
+    a_stopped_broker_costs_nothing_and_everything_lands_after_restart,
+    a_frozen_broker_delivers_nothing_until_it_thaws,
+    three_replicas_never_regress_a_device,
+    decommission_clears_the_retained_message_for_good,
+    resync_restores_retained_state_after_the_broker_lost_it,
+    a_database_restart_loses_nothing_and_delivery_resumes,
+);

@@ -9,7 +9,8 @@
 //! - [`Fleet`]: devices in a test database, changed through the API's
 //!   desired-state transaction;
 //! - [`mqtt`]: observers of what subscribers receive and brokers retain;
-//! - [`eventually`]: waiting for a condition with a deadline.
+//! - [`eventually`]: waiting for a condition with a deadline;
+//! - [`under_both_protocols!`]: one test body run under MQTT 5 and 3.1.1.
 //!
 //! Tests that break things use the private ones; nothing here ever touches
 //! the shared broker, and the shared database only through fresh databases.
@@ -28,3 +29,25 @@ pub use mosquitto::{Mosquitto, MosquittoConfig};
 pub use postgres::PrivatePostgres;
 pub use process::{free_port, wait_for_port};
 pub use wait::eventually;
+
+pub use shadowbox_mqtt::Protocol;
+
+/// Runs each named `async fn name(protocol: Protocol)` once per MQTT
+/// version, as the tests `name::v5` and `name::v3_1_1`: one body, both
+/// protocols.
+#[macro_export]
+macro_rules! under_both_protocols {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn v5() {
+                super::$test($crate::Protocol::V5).await;
+            }
+
+            #[tokio::test]
+            async fn v3_1_1() {
+                super::$test($crate::Protocol::V311).await;
+            }
+        }
+    )+};
+}

@@ -13,6 +13,7 @@ use shadowbox_core::topic::{ShadowTopicKind, shadow_topic};
 use shadowbox_core::{DeviceId, DocumentLimits, TenantId};
 use shadowbox_db::devices::{DeviceRecord, get_device, register_device};
 use shadowbox_ingest::{IngestMetrics, IngestSettings, run};
+use shadowbox_mqtt::{MqttConfig, Protocol};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -30,7 +31,13 @@ pub fn init_logs() {
 
 /// Settings for a test ingester: short batch wait, unique client id.
 pub fn settings(broker_url: &str, client_id: &str) -> IngestSettings {
-    let mut settings = IngestSettings::new(broker_url.parse().unwrap(), client_id);
+    settings_in(Protocol::V5, broker_url, client_id)
+}
+
+/// [`settings`], speaking `protocol`.
+pub fn settings_in(protocol: Protocol, broker_url: &str, client_id: &str) -> IngestSettings {
+    let mqtt: MqttConfig = broker_url.parse().unwrap();
+    let mut settings = IngestSettings::new(mqtt.with_protocol(protocol), client_id);
     settings.batch_wait = Duration::from_millis(10);
     settings
 }

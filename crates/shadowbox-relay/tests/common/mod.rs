@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shadowbox_mqtt::MqttConfig;
+use shadowbox_mqtt::{MqttConfig, Protocol};
 use shadowbox_relay::{RelayMetrics, RelaySettings};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -15,8 +15,16 @@ pub struct RunningRelay {
 }
 
 impl RunningRelay {
-    pub fn start(pool: &PgPool, broker_url: &str, tweak: impl FnOnce(&mut RelaySettings)) -> Self {
-        let mut settings = RelaySettings::new(broker_url.parse::<MqttConfig>().unwrap());
+    /// Starts a relay on `broker_url` (one URL or a comma-separated list)
+    /// speaking `protocol`, with `tweak` applied to its settings.
+    pub fn start(
+        pool: &PgPool,
+        broker_url: &str,
+        protocol: Protocol,
+        tweak: impl FnOnce(&mut RelaySettings),
+    ) -> Self {
+        let mqtt = broker_url.parse::<MqttConfig>().unwrap();
+        let mut settings = RelaySettings::new(mqtt.with_protocol(protocol));
         settings.poll_interval = Duration::from_millis(200);
         tweak(&mut settings);
         let metrics = RelayMetrics::register(&mut Default::default());
