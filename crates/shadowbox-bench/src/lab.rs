@@ -75,6 +75,7 @@ impl Lab {
         postgres.restart();
         let broker = Mosquitto::start_with(MosquittoConfig {
             persistence: false,
+            tls: None,
             extra: "max_queued_messages 0\n".to_owned(),
         });
         let postmaster = find_process(&format!("-p {} -c listen_addresses", postgres.port()))

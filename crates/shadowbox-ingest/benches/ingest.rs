@@ -76,6 +76,7 @@ async fn main() {
     // queue so a fast publisher cannot make it drop messages.
     let broker = Mosquitto::start_with(MosquittoConfig {
         persistence: false,
+        tls: None,
         extra: "max_queued_messages 0\n".to_owned(),
     });
     let ids = || (0..devices).map(|i| format!("d{i}"));

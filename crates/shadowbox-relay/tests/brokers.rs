@@ -61,6 +61,7 @@ fn broker_denying_one_tenant() -> Mosquitto {
     .unwrap();
     let broker = Mosquitto::start_with(MosquittoConfig {
         persistence: false,
+        tls: None,
         extra: format!("acl_file {}\n", acl.display()),
     });
     // The broker has read the file.
@@ -124,6 +125,7 @@ async fn a_row_larger_than_the_broker_takes_is_dead_without_a_reconnect_loop(pro
     // just drops a client that sends more, so the relay is told the limit.
     let broker = Mosquitto::start_with(MosquittoConfig {
         persistence: false,
+        tls: None,
         extra: "max_packet_size 2000\n".to_owned(),
     });
     let fleet = Fleet::register(&db, 3).await;

@@ -9,6 +9,7 @@
 //! - [`Fleet`]: devices in a test database, changed through the API's
 //!   desired-state transaction;
 //! - [`mqtt`]: observers of what subscribers receive and brokers retain;
+//! - [`tls`]: certificates generated at test time, for TLS listeners;
 //! - [`eventually`]: waiting for a condition with a deadline;
 //! - [`under_both_protocols!`]: one test body run under MQTT 5 and 3.1.1.
 //!
@@ -21,11 +22,12 @@ mod mosquitto;
 pub mod mqtt;
 mod postgres;
 mod process;
+pub mod tls;
 mod wait;
 
 pub use db::TestDb;
 pub use fleet::Fleet;
-pub use mosquitto::{Mosquitto, MosquittoConfig};
+pub use mosquitto::{Mosquitto, MosquittoConfig, MosquittoTls};
 pub use postgres::PrivatePostgres;
 pub use process::{free_port, wait_for_port};
 pub use wait::eventually;

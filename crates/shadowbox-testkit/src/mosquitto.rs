@@ -12,13 +12,29 @@ use crate::process::{free_port, signal, wait_for_port};
 pub struct MosquittoConfig {
     /// Keep retained messages and sessions on disk across restarts.
     pub persistence: bool,
+    /// A TLS listener besides the plain one.
+    pub tls: Option<MosquittoTls>,
     /// More configuration lines, appended verbatim.
     pub extra: String,
+}
+
+/// A TLS listener: PEM files (see [`crate::tls::TestPki`]).
+#[derive(Debug, Clone)]
+pub struct MosquittoTls {
+    /// The CA client certificates must chain to.
+    pub ca_file: PathBuf,
+    /// The broker's certificate.
+    pub cert_file: PathBuf,
+    /// Its key.
+    pub key_file: PathBuf,
+    /// Refuse clients without a certificate of `ca_file` (mutual TLS).
+    pub require_client_certificate: bool,
 }
 
 /// A private broker on a free port, killed when dropped.
 pub struct Mosquitto {
     port: u16,
+    tls_port: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -48,10 +64,23 @@ impl Mosquitto {
                 dir.path().display()
             );
         }
+        let tls_port = config.tls.as_ref().map(|tls| {
+            let tls_port = free_port();
+            let _ = writeln!(
+                conf,
+                "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}",
+                tls.ca_file.display(),
+                tls.cert_file.display(),
+                tls.key_file.display(),
+                tls.require_client_certificate
+            );
+            tls_port
+        });
         conf.push_str(&config.extra);
         std::fs::write(dir.path().join("mosquitto.conf"), conf).expect("write config");
         let mut broker = Self {
             port,
+            tls_port,
             dir,
             child: None,
         };
@@ -67,6 +96,12 @@ impl Mosquitto {
     /// `mqtt://127.0.0.1:{port}`.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// `mqtts://localhost:{tls port}`, if the broker has a TLS listener.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("mqtts://localhost:{port}"))
     }
 
     /// The folder holding the config, log and persistence files.
@@ -104,6 +139,9 @@ impl Mosquitto {
             .expect("start mosquitto (is it installed?)");
         self.child = Some(child);
         wait_for_port(self.port, Duration::from_secs(10));
+        if let Some(port) = self.tls_port {
+            wait_for_port(port, Duration::from_secs(10));
+        }
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing is
