@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The single test command: makes sure PostgreSQL and Mosquitto answer on
+# The single test command: checks the monitoring files (fetching promtool
+# when it is missing), makes sure PostgreSQL and Mosquitto answer on
 # 127.0.0.1:5432 and 127.0.0.1:1883 (starting them when they do not), then
 # runs formatting, clippy and every test.
 set -euo pipefail
@@ -23,6 +24,9 @@ need psql "apt-get install postgresql-client"
 need curl "apt-get install curl"
 need jq "apt-get install jq"
 need pgbench "apt-get install postgresql-contrib (scripts/bench.sh --quick)"
+
+say "scripts/check-monitoring.sh (Prometheus config, alerting rules and their tests, dashboard queries)"
+scripts/check-monitoring.sh
 
 if ! port_open 5432; then
   say "PostgreSQL is not answering on 127.0.0.1:5432; starting it"

@@ -8,7 +8,13 @@
 //!   Mosquitto, whose own compose healthcheck passes, and whose ACLs give
 //!   each device its own topics only and each service account what it
 //!   needs. Clients are `mosquitto_pub` / `mosquitto_sub`, as an operator
-//!   would use them.
+//!   would use them;
+//! - Prometheus and Grafana run the repository's `deploy/prometheus/` and
+//!   `deploy/grafana/` (mounted read-only), Prometheus scrapes every
+//!   shadowbox process on the port it serves metrics on, the dashboards are
+//!   well-formed, and rules and dashboards name only metrics shadowbox
+//!   exports. (`scripts/check-monitoring.sh` runs the rules' own tests and
+//!   parses every query with `promtool`.)
 //!
 //! MQTT 3.1.1 acknowledges a refused publish and then drops it, so a
 //! refusal is shown by a privileged subscriber that receives an allowed
@@ -105,7 +111,16 @@ fn compose_wires_every_service() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["api", "ingest", "migrate", "mosquitto", "postgres", "relay"]
+        [
+            "api",
+            "grafana",
+            "ingest",
+            "migrate",
+            "mosquitto",
+            "postgres",
+            "prometheus",
+            "relay"
+        ]
     );
 
     for (service, command) in [
@@ -598,4 +613,357 @@ fn devices_read_only_their_own_desired_state() {
         neighbour.expect(),
         format!("{} for-acme-pump-8", desired("acme", "pump-8"))
     );
+}
+
+/// A YAML file of the repository, parsed.
+fn yaml(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The bind mounts of `service`: repository path, container path, and
+/// whether the mount is read-only.
+fn bind_mounts(compose: &Value, service: &str) -> Vec<(PathBuf, String, bool)> {
+    strings(&compose["services"][service]["volumes"], "volumes")
+        .iter()
+        .filter(|volume| volume.starts_with("./"))
+        .map(|volume| {
+            let parts: Vec<&str> = volume.split(':').collect();
+            (
+                repo_file(parts[0]),
+                parts[1].to_owned(),
+                parts.get(2) == Some(&"ro"),
+            )
+        })
+        .collect()
+}
+
+/// The repository file that `service` sees at `container_path`.
+fn mounted_file(compose: &Value, service: &str, container_path: &str) -> PathBuf {
+    bind_mounts(compose, service)
+        .into_iter()
+        .find_map(|(source, target, _)| {
+            let rest = container_path.strip_prefix(target.as_str())?;
+            (rest.is_empty() || rest.starts_with('/'))
+                .then(|| source.join(rest.trim_start_matches('/')))
+        })
+        .unwrap_or_else(|| {
+            panic!("{service}: nothing of the repository is mounted at {container_path}")
+        })
+}
+
+#[test]
+fn prometheus_and_grafana_run_the_repository_files() {
+    let compose = compose();
+    for (service, official) in [
+        ("prometheus", "prom/prometheus:"),
+        ("grafana", "grafana/grafana:"),
+    ] {
+        let s = &compose["services"][service];
+        let image = text(&s["image"], "image");
+        let tag = image
+            .strip_prefix(official)
+            .unwrap_or_else(|| panic!("{service}: {image} is not {official}<version>"));
+        assert!(
+            tag.trim_start_matches('v')
+                .split('.')
+                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit())),
+            "{service}: {image} is not pinned to a version"
+        );
+        let mounts = bind_mounts(&compose, service);
+        assert!(!mounts.is_empty(), "{service} mounts its configuration");
+        for (source, target, read_only) in &mounts {
+            assert!(
+                source.exists(),
+                "{service}: {} is missing",
+                source.display()
+            );
+            assert!(read_only, "{service}: {target} is not mounted read-only");
+        }
+        let ports = strings(&s["ports"], "ports");
+        assert!(
+            ports.iter().all(|p| p.starts_with("127.0.0.1:")),
+            "{service}: ports on loopback only: {ports:?}"
+        );
+        let data = format!("{service}-data");
+        assert!(compose["volumes"].get(data.as_str()).is_some(), "{data}");
+    }
+
+    let prometheus = strings(&compose["services"]["prometheus"]["command"], "command");
+    let config = prometheus
+        .iter()
+        .find_map(|arg| arg.strip_prefix("--config.file="))
+        .expect("prometheus --config.file");
+    assert!(mounted_file(&compose, "prometheus", config).is_file());
+    assert!(
+        !prometheus
+            .iter()
+            .any(|arg| arg.starts_with("--web.listen-address")),
+        "Prometheus listens on its default port, 9090"
+    );
+
+    assert!(
+        env_default(&compose, "grafana", "GF_SECURITY_ADMIN_PASSWORD").starts_with("change-me")
+    );
+    let home = env_default(
+        &compose,
+        "grafana",
+        "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH",
+    );
+    assert!(mounted_file(&compose, "grafana", &home).is_file(), "{home}");
+    let provisioning = mounted_file(&compose, "grafana", "/etc/grafana/provisioning");
+    let datasources = yaml(&provisioning.join("datasources/prometheus.yml"));
+    assert_eq!(
+        text(&datasources["datasources"][0]["url"], "datasource url"),
+        "http://prometheus:9090"
+    );
+    let providers = yaml(&provisioning.join("dashboards/shadowbox.yml"));
+    let path = text(
+        &providers["providers"][0]["options"]["path"],
+        "provider path",
+    );
+    let dashboards = mounted_file(&compose, "grafana", path);
+    assert!(dashboards.join("shadowbox.json").is_file(), "{path}");
+}
+
+#[test]
+fn prometheus_scrapes_every_shadowbox_process_on_its_metrics_port() {
+    let compose = compose();
+    let config = yaml(&repo_file("deploy/prometheus/prometheus.yml"));
+    // (host, port) of every shadowbox scrape target.
+    let mut scraped = Vec::new();
+    for job in config["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+    {
+        if !text(&job["job_name"], "job_name").starts_with("shadowbox-") {
+            continue;
+        }
+        for group in job["static_configs"].as_sequence().into_iter().flatten() {
+            for target in strings(&group["targets"], "targets") {
+                let (host, port) = target.rsplit_once(':').expect("host:port");
+                scraped.push((host.to_owned(), port.parse::<u16>().expect("port")));
+            }
+        }
+        for discovery in job["dns_sd_configs"].as_sequence().into_iter().flatten() {
+            let port = discovery["port"].as_u64().expect("dns_sd port");
+            for name in strings(&discovery["names"], "names") {
+                scraped.push((name, u16::try_from(port).expect("port")));
+            }
+        }
+    }
+
+    // Every long-running shadowbox service, on the port of its metrics
+    // listener (the API's own port when it has none).
+    let services = compose["services"].as_mapping().expect("services");
+    let mut expected = Vec::new();
+    for (name, service) in services {
+        let name = text(name, "service name");
+        if service["image"].as_str() != Some("shadowbox:local") || name == "migrate" {
+            continue;
+        }
+        let env = &service["environment"];
+        let addr = ["SHADOWBOX_METRICS_ADDR", "SHADOWBOX_HTTP_ADDR"]
+            .into_iter()
+            .find(|var| env.get(*var).is_some())
+            .map(|var| env_default(&compose, name, var))
+            .unwrap_or_else(|| panic!("{name} serves no metrics: set SHADOWBOX_METRICS_ADDR"));
+        let addr: std::net::SocketAddr = addr.parse().expect("listen address");
+        assert!(
+            addr.ip().is_unspecified(),
+            "{name} listens on {addr}: Prometheus, in another container, cannot reach it"
+        );
+        expected.push((name.to_owned(), addr.port()));
+    }
+    scraped.sort();
+    expected.sort();
+    assert_eq!(scraped, expected);
+
+    for rules in strings(&config["rule_files"], "rule_files") {
+        assert!(
+            repo_file("deploy/prometheus").join(&rules).is_file(),
+            "{rules}"
+        );
+    }
+}
+
+#[test]
+fn grafana_dashboards_are_well_formed() {
+    let mut uids = Vec::new();
+    for (file, dashboard) in dashboards() {
+        uids.push(dashboard["uid"].as_str().expect("uid").to_owned());
+        let variables = dashboard["templating"]["list"]
+            .as_array()
+            .expect("templating");
+        assert!(
+            variables.iter().any(|v| v["name"] == "datasource"
+                && v["type"] == "datasource"
+                && v["query"] == "prometheus"),
+            "{file}: a `datasource` variable choosing a Prometheus"
+        );
+        let mut ids = Vec::new();
+        for panel in panels(&dashboard) {
+            let title = panel["title"].as_str().unwrap_or_default();
+            ids.push(
+                panel["id"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{file}: {title}: no id")),
+            );
+            let grid = &panel["gridPos"];
+            let (x, w, h) = (grid["x"].as_u64(), grid["w"].as_u64(), grid["h"].as_u64());
+            assert!(
+                matches!((x, w, h), (Some(x), Some(w), Some(h)) if w > 0 && h > 0 && x + w <= 24),
+                "{file}: {title}: gridPos {grid}"
+            );
+            if panel["type"] == "row" {
+                continue;
+            }
+            assert_eq!(
+                panel["datasource"]["uid"], "${datasource}",
+                "{file}: {title}"
+            );
+            let targets = panel["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "{file}: {title}: no query");
+            let mut ref_ids: Vec<&str> = targets
+                .iter()
+                .map(|t| {
+                    assert_eq!(t["datasource"]["uid"], "${datasource}", "{file}: {title}");
+                    assert!(
+                        t["expr"].as_str().is_some_and(|e| !e.trim().is_empty()),
+                        "{file}: {title}: empty query"
+                    );
+                    t["refId"].as_str().expect("refId")
+                })
+                .collect();
+            let queries = ref_ids.len();
+            ref_ids.sort_unstable();
+            ref_ids.dedup();
+            assert_eq!(ref_ids.len(), queries, "{file}: {title}: refIds repeat");
+        }
+        let panels = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), panels, "{file}: panel ids repeat");
+    }
+    let dashboards = uids.len();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), dashboards, "dashboard uids repeat");
+}
+
+#[test]
+fn rules_and_dashboards_name_only_exported_metrics() {
+    let mut files: Vec<(String, String)> = [
+        "deploy/prometheus/alerts.yml",
+        "deploy/prometheus/alerts.test.yml",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            (*f).to_owned(),
+            std::fs::read_to_string(repo_file(f)).expect("read"),
+        )
+    })
+    .collect();
+    files.extend(
+        dashboards()
+            .into_iter()
+            .map(|(file, d)| (file, d.to_string())),
+    );
+    let mut used = 0;
+    for (file, text) in &files {
+        for name in metric_names(text) {
+            used += 1;
+            assert!(
+                exported(name),
+                "{file}: {name} is not a metric shadowbox exports"
+            );
+        }
+    }
+    assert!(used > 0, "no metric names found: the scan is broken");
+    assert!(!exported("shadowbox_relay_conected"));
+    assert!(!exported("shadowbox_relay_connected_bucket"));
+}
+
+/// Every dashboard in `deploy/grafana/dashboards`, with its file name.
+fn dashboards() -> Vec<(String, serde_json::Value)> {
+    let dir = repo_file("deploy/grafana/dashboards");
+    let mut dashboards: Vec<(String, serde_json::Value)> = std::fs::read_dir(&dir)
+        .expect("dashboards folder")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("read dashboard");
+            let file = path.display().to_string();
+            let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            (file, value)
+        })
+        .collect();
+    assert!(!dashboards.is_empty(), "no dashboards in {}", dir.display());
+    dashboards.sort_by(|a, b| a.0.cmp(&b.0));
+    dashboards
+}
+
+/// Every panel of `dashboard`, including those inside rows.
+fn panels(dashboard: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut all = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        all.push(panel);
+        all.extend(panel["panels"].as_array().into_iter().flatten());
+    }
+    all
+}
+
+/// The words of `text` that look like shadowbox metric names.
+fn metric_names(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("shadowbox_"))
+}
+
+/// The metrics shadowbox exports, as Prometheus stores them (counters end
+/// in `_total`), and whether each is a histogram.
+const EXPORTED_METRICS: &[(&str, bool)] = &[
+    ("shadowbox_api_request_duration_seconds", true),
+    ("shadowbox_api_requests_total", false),
+    ("shadowbox_events_streams", false),
+    ("shadowbox_events_streams_closed_total", false),
+    ("shadowbox_ingest_apply_seconds", true),
+    ("shadowbox_ingest_batch_size", true),
+    ("shadowbox_ingest_commit_to_applied_seconds", true),
+    ("shadowbox_ingest_db_retries_total", false),
+    ("shadowbox_ingest_invalid_messages_total", false),
+    ("shadowbox_ingest_lag_seconds", true),
+    ("shadowbox_ingest_messages_total", false),
+    ("shadowbox_ingest_pending_messages", false),
+    ("shadowbox_ingest_rejections_total", false),
+    ("shadowbox_ingest_subscribed", false),
+    ("shadowbox_reconcile_differences_total", false),
+    ("shadowbox_reconcile_last_pass_timestamp_seconds", false),
+    ("shadowbox_reconcile_passes_total", false),
+    ("shadowbox_relay_commit_to_puback_seconds", true),
+    ("shadowbox_relay_connected", false),
+    ("shadowbox_relay_dead_rows", false),
+    ("shadowbox_relay_dead_total", false),
+    ("shadowbox_relay_delivered_total", false),
+    ("shadowbox_relay_failed_total", false),
+    ("shadowbox_relay_oldest_pending_age_seconds", false),
+    ("shadowbox_relay_pending_rows", false),
+    ("shadowbox_relay_publish_to_puback_seconds", true),
+    ("shadowbox_relay_superseded_total", false),
+    ("shadowbox_rollout_devices_skipped_total", false),
+    ("shadowbox_rollout_devices_written_total", false),
+    ("shadowbox_rollouts", false),
+];
+
+/// Whether `name` is a series shadowbox exports: a metric, or a
+/// histogram's `_bucket`, `_sum` or `_count`.
+fn exported(name: &str) -> bool {
+    EXPORTED_METRICS.iter().any(|&(metric, histogram)| {
+        name == metric
+            || (histogram
+                && ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| name.strip_suffix(suffix) == Some(metric)))
+    })
 }
