@@ -2,44 +2,38 @@
 //! broker -> simulated devices -> reported -> ingester -> `in_sync`, then a
 //! graceful SIGTERM.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use shadowbox_core::TenantId;
 use shadowbox_sim::{SimSettings, device_ids};
-use shadowbox_testkit::{Mosquitto, TestDb, eventually, free_port, wait_for_port};
-use tokio_util::sync::CancellationToken;
+use shadowbox_testkit::mqtt::unique_client_id;
+use shadowbox_testkit::{
+    ChildProcess, Mosquitto, Running, TestDb, eventually, free_port, wait_for_port,
+};
 
 const ADMIN: &str = "Bearer loop-admin";
-
-/// `shadowbox serve`, killed when dropped.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn fifty_simulated_devices_get_in_sync_and_serve_stops_cleanly() {
     let db = TestDb::new().await;
     let broker = Mosquitto::start();
     let port = free_port();
-    let mut serve = Serve(
+    let mut serve = ChildProcess::spawn(
+        "shadowbox serve",
         Command::new(env!("CARGO_BIN_EXE_shadowbox"))
             .arg("serve")
             .env("DATABASE_URL", &db.url)
             .env("MQTT_URL", broker.url())
             .env("SHADOWBOX_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("SHADOWBOX_ADMIN_TOKEN", "loop-admin")
-            .env("SHADOWBOX_INGEST_CLIENT_ID", "loop-ingest")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start shadowbox serve"),
+            .env(
+                "SHADOWBOX_INGEST_CLIENT_ID",
+                unique_client_id("loop-ingest"),
+            )
+            .env("SHADOWBOX_INGEST_SHARE_GROUP", unique_client_id("loop"))
+            .env("RUST_LOG", "warn"),
     );
     wait_for_port(port, Duration::from_secs(30));
     let base = format!("http://127.0.0.1:{port}/v1/tenants/acme");
@@ -63,15 +57,12 @@ async fn fifty_simulated_devices_get_in_sync_and_serve_stops_cleanly() {
             .unwrap();
         assert_eq!(response.status(), 201);
     }
-    let stop_devices = CancellationToken::new();
-    let simulator = tokio::spawn(shadowbox_sim::run(
-        SimSettings::new(
-            broker.url().parse().unwrap(),
-            TenantId::parse("acme").unwrap(),
-            devices.clone(),
-        ),
-        stop_devices.clone(),
-    ));
+    let settings = SimSettings::new(
+        broker.url().parse().unwrap(),
+        TenantId::parse("acme").unwrap(),
+        devices.clone(),
+    );
+    let simulator = Running::start(|_, shutdown| shadowbox_sim::run(settings, shutdown));
     // A second change while the devices are online goes through too.
     let patched = http
         .patch(format!("{base}/devices/sim-00007/desired"))
@@ -100,23 +91,7 @@ async fn fifty_simulated_devices_get_in_sync_and_serve_stops_cleanly() {
     assert_eq!(device["delta"], json!({}));
     assert_eq!(device["delivery"]["status"], "delivered");
 
-    stop_devices.cancel();
-    simulator.await.unwrap().unwrap();
-    let status = Command::new("kill")
-        .args(["-TERM", &serve.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = serve.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "serve exits within 30 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    simulator.stop().await;
+    let exit = serve.terminate().await;
     assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
 }

@@ -4,17 +4,18 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
-use shadowbox_testkit::{Fleet, TestDb};
+use shadowbox_testkit::{Fleet, PATIENCE, TestDb, run_bounded};
 
 /// Runs `shadowbox <args>` on `db` and parses its `--json` output.
 fn shadowbox_json(db: &TestDb, args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_shadowbox"))
-        .args(args)
-        .arg("--json")
-        .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run shadowbox");
+    let output = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_shadowbox"))
+            .args(args)
+            .arg("--json")
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn"),
+        PATIENCE,
+    );
     assert!(
         output.status.success(),
         "shadowbox {args:?} failed: {}",

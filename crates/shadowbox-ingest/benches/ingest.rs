@@ -8,19 +8,20 @@
 //! `SHADOWBOX_BENCH_BASELINE_MESSAGES` and `SHADOWBOX_BENCH_DEVICES`
 //! override the sizes.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/ingest/common.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Ingester, Publisher, client_id, register, reported, reported_topic};
+use common::{message_count, reported, reported_topic, start};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 use shadowbox_core::DocumentLimits;
 use shadowbox_core::payload::decode_reported;
 use shadowbox_core::topic::{parse_shadow_topic, shared_reported_filter};
 use shadowbox_db::reported::{ReportedUpdate, apply_reported};
-use shadowbox_testkit::{Mosquitto, MosquittoConfig, TestDb};
+use shadowbox_testkit::mqtt::{Client, unique_client_id};
+use shadowbox_testkit::{Fleet, Mosquitto, MosquittoConfig, Running, TestDb};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -49,7 +50,7 @@ fn workload(tenant: &str, devices: usize, count: usize) -> Vec<(String, Vec<u8>)
 /// Publishes `messages` from a task; returns when the broker has them all.
 fn publish(broker: String, messages: Vec<(String, Vec<u8>)>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut devices = Publisher::connect(&broker).await;
+        let devices = Client::connect(&broker, "devices").await;
         devices.publish_all(messages).await;
     })
 }
@@ -65,7 +66,7 @@ fn report(name: &str, messages: usize, devices: usize, took: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    common::init_logs();
+    shadowbox_testkit::init_logs();
     let quick = std::env::args().any(|a| a == "--quick");
     let messages = size("SHADOWBOX_BENCH_MESSAGES", 200_000, quick);
     let baseline_messages = size("SHADOWBOX_BENCH_BASELINE_MESSAGES", 50_000, quick);
@@ -80,25 +81,25 @@ async fn main() {
         extra: "max_queued_messages 0\n".to_owned(),
     });
     let ids = || (0..devices).map(|i| format!("d{i}"));
-    register(&db.pool, "bench", ids()).await;
-    register(&db.pool, "base", ids()).await;
+    Fleet::register_ids(&db.pool, "bench", ids()).await;
+    Fleet::register_ids(&db.pool, "base", ids()).await;
 
-    let mut settings = common::settings(&broker.url(), &client_id("bench"));
+    let mut settings = common::settings(&broker.url(), &unique_client_id("bench"));
     settings.batch_size = shadowbox_ingest::DEFAULT_BATCH_SIZE;
     settings.batch_wait = shadowbox_ingest::DEFAULT_BATCH_WAIT;
     println!(
         "MQTT {}, batch_size {} (the receive maximum under 5), batch_wait {:?}, broker max_inflight_messages 2000",
         settings.mqtt.protocol, settings.batch_size, settings.batch_wait
     );
-    let ingester = Ingester::start(settings, db.pool.clone()).await;
+    let ingester = start(settings, db.pool.clone()).await;
     let work = workload("bench", devices, messages);
     let started = Instant::now();
     let publishing = publish(broker.url(), work);
     let total = messages as f64;
-    let processed = |i: &Ingester| -> f64 {
+    let processed = |i: &Running| -> f64 {
         ["applied", "superseded", "stale"]
             .iter()
-            .map(|r| i.messages(r))
+            .map(|r| message_count(i, r))
             .sum()
     };
     let (mut last, mut progressed) = (0.0, Instant::now());
@@ -165,7 +166,7 @@ async fn check_final(pool: &PgPool, tenant: &str, devices: usize, messages: usiz
 /// in the task it returns.
 async fn baseline(broker: String, pool: PgPool, count: usize) -> tokio::task::JoinHandle<()> {
     let port: u16 = broker.rsplit_once(':').unwrap().1.parse().unwrap();
-    let mut options = MqttOptions::new(client_id("baseline"), "127.0.0.1", port);
+    let mut options = MqttOptions::new(unique_client_id("baseline"), "127.0.0.1", port);
     options
         .set_manual_acks(true)
         .set_max_packet_size(1 << 20, 1 << 20);

@@ -14,9 +14,8 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::json;
 use shadowbox_mqtt::BrokerAddress;
 use shadowbox_relay::{RelayMetrics, RelaySettings};
-use shadowbox_testkit::mqtt::version_of;
-use shadowbox_testkit::{Fleet, Mosquitto, TestDb};
-use tokio_util::sync::CancellationToken;
+use shadowbox_testkit::mqtt::{ALL_DESIRED, Client, version_of};
+use shadowbox_testkit::{Fleet, Mosquitto, Running, TestDb};
 
 /// A desired version of one topic, and when it was committed or received.
 type Sightings = Arc<Mutex<HashMap<(String, i64), Instant>>>;
@@ -112,22 +111,13 @@ async fn raw_publish_rate(url: &str, count: usize) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
-fn start_relay(
-    pool: &sqlx::PgPool,
-    url: &str,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+/// A relay with the default settings, in a task.
+fn start_relay(pool: &sqlx::PgPool, url: &str) -> Running {
     let settings = RelaySettings::new(url.parse().unwrap());
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(shadowbox_relay::run(
-        settings,
-        pool.clone(),
-        RelayMetrics::register(&mut Default::default()),
-        shutdown.clone(),
-    ));
-    (shutdown, task)
+    let pool = pool.clone();
+    Running::start(|registry, shutdown| {
+        shadowbox_relay::run(settings, pool, RelayMetrics::register(registry), shutdown)
+    })
 }
 
 /// Rows and publishes per second draining a backlog of `rows` pending rows
@@ -158,7 +148,7 @@ async fn drain(broker: &Mosquitto, sizes: &Sizes) -> (f64, f64) {
         w.await.unwrap();
     }
     let started = Instant::now();
-    let (shutdown, task) = start_relay(&db.pool, &broker.url());
+    let relay = start_relay(&db.pool, &broker.url());
     loop {
         let pending: i64 =
             sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'pending'")
@@ -171,8 +161,7 @@ async fn drain(broker: &Mosquitto, sizes: &Sizes) -> (f64, f64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
+    relay.stop().await;
     let delivered: i64 =
         sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'delivered'")
             .fetch_one(&db.pool)
@@ -188,31 +177,9 @@ async fn drain(broker: &Mosquitto, sizes: &Sizes) -> (f64, f64) {
 async fn latency(broker: &Mosquitto, sizes: &Sizes) -> (Duration, Duration, usize) {
     let db = TestDb::new().await;
     let fleet = Arc::new(Fleet::register(&db, sizes.devices.min(1000)).await);
-    let (shutdown, task) = start_relay(&db.pool, &broker.url());
-
-    let received: Sightings = Arc::default();
-    let observer = {
-        let broker: BrokerAddress = broker.url().parse().unwrap();
-        let mut options = MqttOptions::new("bench-observer", broker.host, broker.port);
-        options.set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut eventloop) = AsyncClient::new(options, 100);
-        client
-            .subscribe("tenant/+/device/+/shadow/desired", QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        let received = received.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Ok(Event::Incoming(Packet::Publish(p))) = eventloop.poll().await {
-                    received
-                        .lock()
-                        .unwrap()
-                        .insert((p.topic.clone(), version_of(&p.payload)), Instant::now());
-                }
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let relay = start_relay(&db.pool, &broker.url());
+    let observer = Client::connect(&broker.url(), "bench-observer").await;
+    observer.subscribe(ALL_DESIRED).await;
 
     let committed: Sightings = Arc::default();
     let total = sizes.rate * sizes.seconds as usize;
@@ -235,7 +202,11 @@ async fn latency(broker: &Mosquitto, sizes: &Sizes) -> (Duration, Duration, usiz
         w.await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let received = received.lock().unwrap().clone();
+    let received: HashMap<(String, i64), Instant> = observer
+        .messages()
+        .into_iter()
+        .map(|m| ((m.topic, version_of(&m.payload)), m.at))
+        .collect();
     let mut latencies: Vec<Duration> = committed
         .lock()
         .unwrap()
@@ -243,9 +214,7 @@ async fn latency(broker: &Mosquitto, sizes: &Sizes) -> (Duration, Duration, usiz
         .filter_map(|(key, at)| received.get(key).map(|r| r.saturating_duration_since(*at)))
         .collect();
     latencies.sort();
-    observer.abort();
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
+    relay.stop().await;
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     (pick(0.50), pick(0.99), latencies.len())
 }

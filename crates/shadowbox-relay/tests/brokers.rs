@@ -7,17 +7,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::RunningRelay;
+use common::start_relay;
 use serde_json::json;
 use shadowbox_core::document::into_document;
 use shadowbox_core::{DeviceId, DocumentLimits, TenantId};
-use shadowbox_testkit::mqtt::{retained, version_of};
+use shadowbox_testkit::mqtt::{ALL_DESIRED, retained, version_of};
 use shadowbox_testkit::{
     Fleet, Mosquitto, MosquittoConfig, Protocol, TestDb, eventually, under_both_protocols,
 };
 use sqlx::PgPool;
-
-const ALL_DESIRED: &str = "tenant/+/device/+/shadow/desired";
 
 /// Registers `count` devices of `tenant`, each with a desired document
 /// (so each has a pending row).
@@ -74,7 +72,7 @@ async fn an_acl_refusal_is_dead_under_5_and_passes_for_delivered_under_3_1_1(pro
     let broker = broker_denying_one_tenant();
     register_with_desired(&db.pool, "allowed", 3, json!({"a": 1})).await;
     register_with_desired(&db.pool, "denied", 3, json!({"a": 1})).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |s| {
+    let relay = start_relay(&db.pool, &broker.url(), protocol, |s| {
         s.retry.base_delay = Duration::from_millis(20);
         s.retry.max_delay = Duration::from_millis(100);
         s.retry.max_attempts = 3;
@@ -129,7 +127,7 @@ async fn a_row_larger_than_the_broker_takes_is_dead_without_a_reconnect_loop(pro
         extra: "max_packet_size 2000\n".to_owned(),
     });
     let fleet = Fleet::register(&db, 3).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |s| {
+    let relay = start_relay(&db.pool, &broker.url(), protocol, |s| {
         if protocol == Protocol::V311 {
             s.max_packet_bytes = 2000;
         }
@@ -170,7 +168,7 @@ async fn the_next_broker_takes_over_and_resync_repairs_what_it_lacks(protocol: P
     let second = Mosquitto::start();
     let fleet = Fleet::register(&db, 4).await;
     let urls = format!("{},{}", first.url(), second.url());
-    let relay = RunningRelay::start(&db.pool, &urls, protocol, |s| {
+    let relay = start_relay(&db.pool, &urls, protocol, |s| {
         s.ack_timeout = Duration::from_secs(2);
     });
     fleet.patch(0, json!({"a": 1})).await;

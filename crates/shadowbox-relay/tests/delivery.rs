@@ -7,20 +7,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::RunningRelay;
+use common::start_relay;
 use serde_json::json;
-use shadowbox_testkit::mqtt::{Observer, retained, version_of};
+use shadowbox_testkit::mqtt::{ALL_DESIRED, Client, assert_never_regressed, retained, version_of};
 use shadowbox_testkit::{
     Fleet, Mosquitto, PrivatePostgres, Protocol, TestDb, eventually, under_both_protocols,
 };
-
-const ALL_DESIRED: &str = "tenant/+/device/+/shadow/desired";
 
 async fn a_patch_ends_retained_with_the_contract_payload_and_delivered(protocol: Protocol) {
     let db = TestDb::new().await;
     let broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 1).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |_| {});
+    let relay = start_relay(&db.pool, &broker.url(), protocol, |_| {});
 
     fleet.patch(0, json!({"rate": 5})).await;
     eventually(Duration::from_secs(10), "the row is delivered", || async {
@@ -60,7 +58,7 @@ async fn a_stopped_broker_costs_nothing_and_everything_lands_after_restart(proto
     let db = TestDb::new().await;
     let mut broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 20).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |_| {});
+    let relay = start_relay(&db.pool, &broker.url(), protocol, |_| {});
     broker.stop();
 
     for i in 0..20 {
@@ -102,7 +100,7 @@ async fn a_frozen_broker_delivers_nothing_until_it_thaws(protocol: Protocol) {
     let db = TestDb::new().await;
     let broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 1).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |s| {
+    let relay = start_relay(&db.pool, &broker.url(), protocol, |s| {
         s.ack_timeout = Duration::from_secs(2);
         s.republish_after_interruption = Duration::from_secs(8);
     });
@@ -150,10 +148,11 @@ async fn three_replicas_never_regress_a_device(protocol: Protocol) {
     let db = TestDb::new().await;
     let broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 20).await;
-    let observer = Observer::subscribe(&broker.url(), ALL_DESIRED).await;
+    let observer = Client::connect(&broker.url(), "observer").await;
+    observer.subscribe(ALL_DESIRED).await;
     let relays: Vec<_> = (0..3)
         .map(|_| {
-            RunningRelay::start(&db.pool, &broker.url(), protocol, |s| {
+            start_relay(&db.pool, &broker.url(), protocol, |s| {
                 s.batch_size = 8;
                 s.workers = 2;
             })
@@ -180,7 +179,7 @@ async fn three_replicas_never_regress_a_device(protocol: Protocol) {
     fleet
         .wait_until_nothing_pending(Duration::from_secs(30))
         .await;
-    observer.assert_never_regressed();
+    assert_never_regressed(&observer.messages());
     let stored = fleet.versions().await;
     let retained = retained(&broker.url(), ALL_DESIRED).await;
     assert_eq!(retained.len(), 20);
@@ -207,7 +206,7 @@ async fn decommission_clears_the_retained_message_for_good(protocol: Protocol) {
     let db = TestDb::new().await;
     let broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 1).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |_| {});
+    let relay = start_relay(&db.pool, &broker.url(), protocol, |_| {});
     fleet.patch(0, json!({"a": 1})).await;
     fleet.patch(0, json!({"a": 2})).await;
     let mut conn = db.pool.acquire().await.unwrap();
@@ -261,7 +260,7 @@ async fn resync_restores_retained_state_after_the_broker_lost_it(protocol: Proto
     let db = TestDb::new().await;
     let mut broker = Mosquitto::start();
     let fleet = Fleet::register(&db, 10).await;
-    let relay = RunningRelay::start(&db.pool, &broker.url(), protocol, |_| {});
+    let relay = start_relay(&db.pool, &broker.url(), protocol, |_| {});
     for i in 0..10 {
         fleet.patch(i, json!({"i": i})).await;
     }
@@ -297,7 +296,7 @@ async fn a_database_restart_loses_nothing_and_delivery_resumes(protocol: Protoco
     shadowbox_db::migrate(&pool).await.unwrap();
     let broker = Mosquitto::start();
     let fleet = Fleet::register_on(&pool, 2).await;
-    let relay = RunningRelay::start(&pool, &broker.url(), protocol, |_| {});
+    let relay = start_relay(&pool, &broker.url(), protocol, |_| {});
     fleet.patch(0, json!({"a": 1})).await;
     eventually(
         Duration::from_secs(10),

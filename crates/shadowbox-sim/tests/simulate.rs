@@ -6,63 +6,17 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use shadowbox_core::payload::encode_desired;
 use shadowbox_core::topic::{ShadowTopicKind, shadow_topic};
 use shadowbox_core::{DeviceId, Document, TenantId};
 use shadowbox_sim::{Connections, SimSettings, SimStats, device_ids};
-use shadowbox_testkit::Mosquitto;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use shadowbox_testkit::mqtt::Client;
+use shadowbox_testkit::{Mosquitto, Running};
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
 
 /// How long every device gets to report back.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A plain client: `(client, received publishes)`; its event loop runs in a
-/// task until the test ends.
-async fn client(
-    broker: &Mosquitto,
-    id: &str,
-    subscribe: Option<&str>,
-) -> (AsyncClient, mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
-    let mut options = MqttOptions::new(id, "127.0.0.1", broker.port());
-    options.set_max_packet_size(256 * 1024, 256 * 1024);
-    let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
-    if let Some(filter) = subscribe {
-        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
-    }
-    tokio::spawn(async move {
-        let mut subscribed_tx = Some(subscribed_tx);
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(tx) = subscribed_tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send((p.topic, p.payload.to_vec())).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    });
-    if subscribe.is_some() {
-        timeout(Duration::from_secs(5), subscribed)
-            .await
-            .expect("SUBACK in time")
-            .unwrap();
-    }
-    (client, rx)
-}
 
 fn doc(value: Value) -> Document {
     match value {
@@ -71,46 +25,34 @@ fn doc(value: Value) -> Document {
     }
 }
 
-async fn publish_desired(
-    client: &AsyncClient,
-    tenant: &TenantId,
-    device: &DeviceId,
-    payload: Vec<u8>,
-) {
+/// Publishes `payload` as the relay does: retained, QoS 1, on the device's
+/// desired topic; returns once the broker acknowledged it.
+async fn publish_desired(client: &Client, tenant: &TenantId, device: &DeviceId, payload: Vec<u8>) {
     let topic = shadow_topic(tenant, device, ShadowTopicKind::Desired);
-    client
-        .publish(topic, QoS::AtLeastOnce, true, payload)
-        .await
-        .unwrap();
+    client.publish_retained(topic, payload).await;
 }
 
-/// Starts the simulator; stop it with the token and await the handle.
-fn start(settings: SimSettings) -> (CancellationToken, JoinHandle<anyhow::Result<SimStats>>) {
-    let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(shadowbox_sim::run(settings, shutdown.clone()));
-    (shutdown, handle)
+/// A client that records what devices of `tenant` report.
+async fn reports_of(broker: &Mosquitto, tenant: &TenantId) -> Client {
+    let observer = Client::connect(&broker.url(), "observer").await;
+    observer
+        .subscribe(&format!("tenant/{tenant}/device/+/shadow/reported"))
+        .await;
+    observer
 }
 
-async fn stop(
-    shutdown: CancellationToken,
-    handle: JoinHandle<anyhow::Result<SimStats>>,
-) -> SimStats {
-    shutdown.cancel();
-    timeout(Duration::from_secs(10), handle)
-        .await
-        .expect("simulator stops in time")
-        .unwrap()
-        .unwrap()
+/// Starts the simulator in a task.
+fn start(settings: SimSettings) -> Running<SimStats> {
+    Running::start(|_, shutdown| shadowbox_sim::run(settings, shutdown))
 }
 
 /// The next report as `(device id, parsed payload)`.
-async fn next_report(reports: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>) -> (String, Value) {
-    let (topic, payload) = timeout(DEADLINE, reports.recv())
+async fn next_report(reports: &mut Client) -> (String, Value) {
+    let message = timeout(DEADLINE, reports.next_message())
         .await
-        .expect("a report in time")
-        .unwrap();
-    let device = topic.split('/').nth(3).unwrap().to_owned();
-    (device, serde_json::from_slice(&payload).unwrap())
+        .expect("a report in time");
+    let device = message.topic.split('/').nth(3).unwrap().to_owned();
+    (device, serde_json::from_slice(&message.payload).unwrap())
 }
 
 /// Publishes a distinct desired document and version for every device,
@@ -123,7 +65,7 @@ async fn every_device_reports_back(
     let broker = Mosquitto::start();
     let tenant = TenantId::parse(tenant).unwrap();
     let ids = device_ids("sim", devices).unwrap();
-    let (relay, _) = client(&broker, "relay", None).await;
+    let relay = Client::connect(&broker.url(), "relay").await;
     let mut expected = HashMap::new();
     for (i, device) in ids.iter().enumerate() {
         let desired =
@@ -141,23 +83,18 @@ async fn every_device_reports_back(
             json!({"reported": desired, "version": version}),
         );
     }
-    let (_observer, mut reports) = client(
-        &broker,
-        "observer",
-        Some(&format!("tenant/{tenant}/device/+/shadow/reported")),
-    )
-    .await;
+    let mut reports = reports_of(&broker, &tenant).await;
 
     let mut settings = SimSettings::new(broker.url().parse().unwrap(), tenant, ids);
     settings.connections = connections;
-    let (shutdown, handle) = start(settings);
+    let simulator = start(settings);
     let mut seen = HashMap::new();
     while seen.len() < devices {
         let (device, report) = next_report(&mut reports).await;
         assert_eq!(Some(&report), expected.get(&device), "{device}");
         seen.insert(device, report);
     }
-    stop(shutdown, handle).await
+    simulator.stop().await
 }
 
 #[tokio::test]
@@ -183,14 +120,9 @@ async fn an_older_version_is_ignored_and_a_clear_forgets() {
     let broker = Mosquitto::start();
     let tenant = TenantId::parse("versions").unwrap();
     let device = DeviceId::parse("sim-00000").unwrap();
-    let (relay, _) = client(&broker, "relay", None).await;
-    let (_observer, mut reports) = client(
-        &broker,
-        "observer",
-        Some("tenant/versions/device/+/shadow/reported"),
-    )
-    .await;
-    let (shutdown, handle) = start(SimSettings::new(
+    let relay = Client::connect(&broker.url(), "relay").await;
+    let mut reports = reports_of(&broker, &tenant).await;
+    let simulator = start(SimSettings::new(
         broker.url().parse().unwrap(),
         tenant.clone(),
         vec![device.clone()],
@@ -229,7 +161,7 @@ async fn an_older_version_is_ignored_and_a_clear_forgets() {
         json!({"reported": {"rate": 2}, "version": 2})
     );
 
-    let stats = stop(shutdown, handle).await;
+    let stats = simulator.stop().await;
     assert_eq!(
         (stats.received, stats.stale, stats.cleared, stats.applied),
         (4, 1, 1, 2),
@@ -242,7 +174,7 @@ async fn flaky_devices_go_offline_drop_messages_and_reconnect() {
     let broker = Mosquitto::start();
     let tenant = TenantId::parse("flaky").unwrap();
     let ids = device_ids("sim", 20).unwrap();
-    let (relay, _) = client(&broker, "relay", None).await;
+    let relay = Client::connect(&broker.url(), "relay").await;
     for device in &ids {
         publish_desired(
             &relay,
@@ -252,17 +184,12 @@ async fn flaky_devices_go_offline_drop_messages_and_reconnect() {
         )
         .await;
     }
-    let (_observer, mut reports) = client(
-        &broker,
-        "observer",
-        Some("tenant/flaky/device/+/shadow/reported"),
-    )
-    .await;
+    let mut reports = reports_of(&broker, &tenant).await;
     let mut settings = SimSettings::new(broker.url().parse().unwrap(), tenant, ids);
     settings.online_fraction = 0.5;
     settings.apply_delay = Duration::from_millis(100);
     settings.disconnect_every = Some(Duration::from_secs(1));
-    let (shutdown, handle) = start(settings);
+    let simulator = start(settings);
 
     // Each reconnect redelivers the retained desired state: an online
     // device reports again, an offline one never does.
@@ -276,7 +203,7 @@ async fn flaky_devices_go_offline_drop_messages_and_reconnect() {
     timeout(DEADLINE, collect)
         .await
         .expect("reports again after reconnecting");
-    let stats = stop(shutdown, handle).await;
+    let stats = simulator.stop().await;
     assert!((1..20).contains(&stats.online), "{stats}");
     assert!(counts.len() as u64 <= stats.online, "{counts:?} {stats}");
     assert!(stats.disconnects >= 1, "{stats}");
@@ -287,7 +214,7 @@ async fn a_drop_rate_of_one_ignores_everything() {
     let broker = Mosquitto::start();
     let tenant = TenantId::parse("dropper").unwrap();
     let device = DeviceId::parse("sim-00000").unwrap();
-    let (relay, _) = client(&broker, "relay", None).await;
+    let relay = Client::connect(&broker.url(), "relay").await;
     publish_desired(
         &relay,
         &tenant,
@@ -297,9 +224,9 @@ async fn a_drop_rate_of_one_ignores_everything() {
     .await;
     let mut settings = SimSettings::new(broker.url().parse().unwrap(), tenant, vec![device]);
     settings.drop_rate = 1.0;
-    let (shutdown, handle) = start(settings);
+    let simulator = start(settings);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let stats = stop(shutdown, handle).await;
+    let stats = simulator.stop().await;
     assert_eq!(
         (stats.received, stats.dropped, stats.reported),
         (1, 1, 0),

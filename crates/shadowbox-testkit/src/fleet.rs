@@ -5,17 +5,21 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 use shadowbox_core::document::into_document;
+use shadowbox_core::topic::{ShadowTopicKind, shadow_topic};
 use shadowbox_core::{DeviceId, DocumentLimits, TenantId};
 use shadowbox_db::desired::{DesiredChange, apply_desired_change};
+use shadowbox_db::devices::{DeviceRecord, get_device};
 use sqlx::PgPool;
 
 use crate::TestDb;
+use crate::wait::{PATIENCE, eventually};
 
-/// Devices `dev-000`, `dev-001`, ... of tenant `acme`.
+/// Devices of one tenant: `dev-000`, `dev-001`, ... of tenant `acme`
+/// unless registered with ids of their own.
 pub struct Fleet {
     /// The database.
     pub pool: PgPool,
-    /// Tenant `acme`.
+    /// Their tenant.
     pub tenant: TenantId,
     /// Its devices, in order.
     pub devices: Vec<DeviceId>,
@@ -30,14 +34,24 @@ impl Fleet {
     /// Creates tenant `acme` with `count` devices in the (migrated)
     /// database of `pool`, e.g. one on a [`crate::PrivatePostgres`].
     pub async fn register_on(pool: &PgPool, count: usize) -> Self {
-        let tenant = TenantId::parse("acme").unwrap();
+        Self::register_ids(pool, "acme", (0..count).map(|i| format!("dev-{i:03}"))).await
+    }
+
+    /// Creates `tenant` (unless it exists) and registers `devices` in it,
+    /// without desired state.
+    pub async fn register_ids(
+        pool: &PgPool,
+        tenant: &str,
+        devices: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        let tenant = TenantId::parse(tenant).unwrap();
         shadowbox_db::tenants::create_tenant(pool, &tenant)
             .await
             .unwrap();
-        let mut devices = Vec::new();
+        let mut registered = Vec::new();
         let mut conn = pool.acquire().await.unwrap();
-        for i in 0..count {
-            let device = DeviceId::parse(format!("dev-{i:03}")).unwrap();
+        for device in devices {
+            let device = DeviceId::parse(device.into()).unwrap();
             shadowbox_db::devices::register_device(
                 &mut conn,
                 &tenant,
@@ -47,13 +61,13 @@ impl Fleet {
             )
             .await
             .unwrap();
-            devices.push(device);
+            registered.push(device);
         }
         drop(conn);
         Self {
             pool: pool.clone(),
             tenant,
-            devices,
+            devices: registered,
         }
     }
 
@@ -77,10 +91,25 @@ impl Fleet {
 
     /// Device `i`'s desired topic.
     pub fn topic(&self, i: usize) -> String {
-        format!(
-            "tenant/{}/device/{}/shadow/desired",
-            self.tenant, self.devices[i]
-        )
+        shadow_topic(&self.tenant, &self.devices[i], ShadowTopicKind::Desired)
+    }
+
+    /// The stored row of device `device` of this tenant.
+    pub async fn record(&self, device: &str) -> DeviceRecord {
+        get_device(&self.pool, &self.tenant, &DeviceId::parse(device).unwrap())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{}/{device} exists", self.tenant))
+    }
+
+    /// Waits (bounded by [`PATIENCE`]) until device `device` of this
+    /// tenant has `reported_version` `version`.
+    pub async fn wait_reported(&self, device: &str, version: i64) {
+        let what = format!("{}/{device} reported version {version}", self.tenant);
+        eventually(PATIENCE, &what, || async {
+            self.record(device).await.reported_version == version
+        })
+        .await;
     }
 
     /// `(status, count)` of every outbox row.

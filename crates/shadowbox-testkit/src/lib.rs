@@ -1,4 +1,5 @@
-//! Test support shared by every shadowbox crate.
+//! Test support shared by every shadowbox crate: the one home of test
+//! helpers.
 //!
 //! - [`TestDb`]: a fresh, migrated database on the shared PostgreSQL,
 //!   dropped when the test ends;
@@ -6,31 +7,48 @@
 //!   restart, freeze and thaw, killed when the test ends, even on panic;
 //! - [`PrivatePostgres`]: a private PostgreSQL cluster (initdb/pg_ctl) for
 //!   tests that stop or restart the database;
-//! - [`Fleet`]: devices in a test database, changed through the API's
-//!   desired-state transaction;
-//! - [`mqtt`]: observers of what subscribers receive and brokers retain;
+//! - [`Fleet`]: a tenant's devices in a test database, changed through the
+//!   API's desired-state transaction;
+//! - [`mqtt`]: the one MQTT test client (publish with the PUBACK confirmed,
+//!   subscribe and record), what a broker retains, desired payloads;
+//! - [`Running`]: a role (relay, ingester, simulator) in a task of the
+//!   test, with its own metrics, stopped with a bound;
+//! - [`ChildProcess`]: a child process (the `shadowbox` binary, a broker,
+//!   a command-line client), killed when the test ends, its output shown
+//!   when the test fails;
 //! - [`tls`]: certificates generated at test time, for TLS listeners;
-//! - [`eventually`]: waiting for a condition with a deadline;
+//! - [`eventually`] and [`eventually_blocking`]: waiting for a condition
+//!   with a deadline, [`PATIENCE`] unless a test says otherwise;
 //! - [`under_both_protocols!`]: one test body run under MQTT 5 and 3.1.1.
 //!
-//! Tests that break things use the private ones; nothing here ever touches
-//! the shared broker, and the shared database only through fresh databases.
+//! Tests that break things use the private servers; nothing here ever
+//! touches the shared broker, and the shared database only through fresh
+//! databases. Client ids come from [`mqtt::unique_client_id`], so no two
+//! tests (or runs) share a broker session.
 
+mod child;
 mod db;
 mod fleet;
+mod logs;
+mod metrics;
 mod mosquitto;
 pub mod mqtt;
 mod postgres;
 mod process;
+mod running;
 pub mod tls;
 mod wait;
 
+pub use child::{ChildProcess, run_bounded};
 pub use db::TestDb;
 pub use fleet::Fleet;
+pub use logs::init_logs;
+pub use metrics::metric_value;
 pub use mosquitto::{Mosquitto, MosquittoConfig, MosquittoTls};
 pub use postgres::PrivatePostgres;
 pub use process::{free_port, wait_for_port};
-pub use wait::eventually;
+pub use running::Running;
+pub use wait::{PATIENCE, eventually, eventually_blocking};
 
 pub use shadowbox_mqtt::Protocol;
 

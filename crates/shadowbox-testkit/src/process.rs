@@ -2,7 +2,9 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::wait::eventually_blocking;
 
 /// A TCP port on 127.0.0.1 that nothing listened on a moment ago.
 pub fn free_port() -> u16 {
@@ -14,14 +16,11 @@ pub fn free_port() -> u16 {
 
 /// Waits until something accepts connections on `127.0.0.1:port`.
 pub fn wait_for_port(port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on 127.0.0.1:{port} after {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually_blocking(
+        timeout,
+        &format!("something listens on 127.0.0.1:{port}"),
+        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
 }
 
 /// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to `pid`.

@@ -2,18 +2,15 @@
 //! of the reports: under MQTT 5 it expires by itself after the session
 //! expiry; under either version `ingest forget-session` discards it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
-    Ingester, Publisher, client_id, device, eventually, init_logs, register, reported,
-    reported_topic, settings_in,
-};
+use crate::common::{reported, reported_topic, settings_in, start};
 use serde_json::json;
 use shadowbox_mqtt::MqttConfig;
-use shadowbox_testkit::{Mosquitto, Protocol, TestDb};
-use sqlx::PgPool;
+use shadowbox_testkit::mqtt::{Client, unique_client_id};
+use shadowbox_testkit::{
+    Fleet, Mosquitto, PATIENCE, Protocol, Running, TestDb, eventually, init_logs,
+};
 
 const DEVICES: usize = 20;
 
@@ -25,10 +22,10 @@ fn ids() -> Vec<String> {
 /// remaining ingester has written all of them.
 async fn every_report_reaches_the_remaining_ingester(
     broker: &Mosquitto,
-    pool: &PgPool,
+    fleet: &Fleet,
     version: i64,
 ) {
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
     devices
         .publish_all(ids().iter().map(|d| {
             (
@@ -37,14 +34,18 @@ async fn every_report_reaches_the_remaining_ingester(
             )
         }))
         .await;
-    eventually(&format!("every device at version {version}"), || async {
-        for d in ids() {
-            if device(pool, "acme", &d).await.reported_version != version {
-                return false;
+    eventually(
+        PATIENCE,
+        &format!("every device at version {version}"),
+        || async {
+            for d in ids() {
+                if fleet.record(&d).await.reported_version != version {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
 }
 
@@ -53,18 +54,18 @@ async fn every_report_reaches_the_remaining_ingester(
 async fn retire_one(
     protocol: Protocol,
     broker: &Mosquitto,
-    pool: &PgPool,
+    fleet: &Fleet,
     expiry: Duration,
-) -> (String, Ingester) {
-    let group = format!("g{}", uuid::Uuid::new_v4().simple());
-    let retired_id = client_id("retired");
+) -> (String, Running) {
+    let group = unique_client_id("g");
+    let retired_id = unique_client_id("retired");
     let mut retired = settings_in(protocol, &broker.url(), &retired_id);
     retired.share_group.clone_from(&group);
     retired.session_expiry = expiry;
-    let mut staying = settings_in(protocol, &broker.url(), &client_id("staying"));
+    let mut staying = settings_in(protocol, &broker.url(), &unique_client_id("staying"));
     staying.share_group = group;
-    let retired = Ingester::start(retired, pool.clone()).await;
-    let staying = Ingester::start(staying, pool.clone()).await;
+    let retired = start(retired, fleet.pool.clone()).await;
+    let staying = start(staying, fleet.pool.clone()).await;
     retired.stop().await;
     (retired_id, staying)
 }
@@ -73,12 +74,12 @@ async fn retire_one(
 async fn under_5_a_retired_ingester_s_session_expires_and_its_share_comes_back() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
-    register(&db.pool, "acme", ids()).await;
-    let (_, staying) = retire_one(Protocol::V5, &broker, &db.pool, Duration::from_secs(1)).await;
+    let fleet = Fleet::register_ids(&db.pool, "acme", ids()).await;
+    let (_, staying) = retire_one(Protocol::V5, &broker, &fleet, Duration::from_secs(1)).await;
     // Past the expiry, the broker has forgotten the retired session: no
     // report is queued for it any more.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    every_report_reaches_the_remaining_ingester(&broker, &db.pool, 1).await;
+    every_report_reaches_the_remaining_ingester(&broker, &fleet, 1).await;
     staying.stop().await;
 }
 
@@ -86,10 +87,10 @@ async fn under_5_a_retired_ingester_s_session_expires_and_its_share_comes_back()
 async fn forget_session_discards_a_retired_ingester_s_session() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
-    register(&db.pool, "acme", ids()).await;
+    let fleet = Fleet::register_ids(&db.pool, "acme", ids()).await;
     // 3.1.1 has no session expiry: the session would stay for good.
     let (retired_id, staying) =
-        retire_one(Protocol::V311, &broker, &db.pool, Duration::from_secs(3600)).await;
+        retire_one(Protocol::V311, &broker, &fleet, Duration::from_secs(3600)).await;
     let mqtt: MqttConfig = broker.url().parse().unwrap();
     shadowbox_mqtt::probe::discard_session(
         &mqtt,
@@ -99,7 +100,7 @@ async fn forget_session_discards_a_retired_ingester_s_session() {
     )
     .await
     .unwrap();
-    every_report_reaches_the_remaining_ingester(&broker, &db.pool, 1).await;
+    every_report_reaches_the_remaining_ingester(&broker, &fleet, 1).await;
     staying.stop().await;
 }
 
@@ -109,10 +110,9 @@ async fn without_expiry_or_forgetting_a_retired_session_keeps_its_share() {
     // routed to the retired session wait there, unwritten.
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
-    register(&db.pool, "acme", ids()).await;
-    let (_, staying) =
-        retire_one(Protocol::V311, &broker, &db.pool, Duration::from_secs(3600)).await;
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let fleet = Fleet::register_ids(&db.pool, "acme", ids()).await;
+    let (_, staying) = retire_one(Protocol::V311, &broker, &fleet, Duration::from_secs(3600)).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
     devices
         .publish_all(
             ids()
@@ -123,7 +123,7 @@ async fn without_expiry_or_forgetting_a_retired_session_keeps_its_share() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut written = 0;
     for d in ids() {
-        if device(&db.pool, "acme", &d).await.reported_version == 1 {
+        if fleet.record(&d).await.reported_version == 1 {
             written += 1;
         }
     }

@@ -2,20 +2,18 @@
 //! or when several ingesters share the subscription: each under MQTT 5 and
 //! 3.1.1.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{
-    Ingester, Publisher, client_id, device, eventually, init_logs, register, reported,
-    reported_topic, settings_in,
-};
+use crate::common::{message_count, reported, reported_topic, settings_in, start};
 use serde_json::json;
-use shadowbox_testkit::{Mosquitto, PrivatePostgres, Protocol, TestDb, under_both_protocols};
-use sqlx::PgPool;
+use shadowbox_testkit::mqtt::{Client, unique_client_id};
+use shadowbox_testkit::{
+    Fleet, Mosquitto, PATIENCE, PrivatePostgres, Protocol, Running, TestDb, eventually, init_logs,
+    under_both_protocols,
+};
 
 /// `messages` versions of each device, device-interleaved, in order.
 fn versions(ids: &[String], from: i64, to: i64) -> Vec<(String, Vec<u8>)> {
@@ -27,20 +25,27 @@ fn versions(ids: &[String], from: i64, to: i64) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Waits until every device is at `version` with the matching document.
-async fn wait_all_at(pool: &PgPool, ids: &[String], version: i64) {
-    eventually(&format!("every device at version {version}"), || async {
-        let rows: Vec<(i64,)> =
-            sqlx::query_as("SELECT reported_version FROM device_state WHERE tenant_id = 'acme'")
-                .fetch_all(pool)
-                .await
-                .unwrap_or_default();
-        rows.len() == ids.len() && rows.iter().all(|(v,)| *v == version)
-    })
+/// Waits until every device of `fleet` is at `version` with the matching
+/// document.
+async fn wait_all_at(fleet: &Fleet, version: i64) {
+    let ids = &fleet.devices;
+    eventually(
+        PATIENCE,
+        &format!("every device at version {version}"),
+        || async {
+            let rows: Vec<(i64,)> = sqlx::query_as(
+                "SELECT reported_version FROM device_state WHERE tenant_id = 'acme'",
+            )
+            .fetch_all(&fleet.pool)
+            .await
+            .unwrap_or_default();
+            rows.len() == ids.len() && rows.iter().all(|(v,)| *v == version)
+        },
+    )
     .await;
     for d in ids {
         assert_eq!(
-            device(pool, "acme", d).await.reported_state.0["v"],
+            fleet.record(d.as_str()).await.reported_state.0["v"],
             json!(version)
         );
     }
@@ -50,13 +55,13 @@ async fn a_crashed_ingester_gets_everything_back_from_its_persistent_session(pro
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let ids: Vec<String> = (0..10).map(|i| format!("d{i}")).collect();
-    register(&db.pool, "acme", ids.clone()).await;
-    let id = client_id("crash");
+    let fleet = Fleet::register_ids(&db.pool, "acme", ids.clone()).await;
+    let id = unique_client_id("crash");
     let mut holding = settings_in(protocol, &broker.url(), &id);
     // Holds its batch long enough to crash with it in hand, unacknowledged.
     holding.batch_wait = Duration::from_secs(60);
-    let ingester = Ingester::start(holding, db.pool.clone()).await;
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let ingester = start(holding, db.pool.clone()).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
 
     devices.publish_all(versions(&ids, 1, 5)).await;
     ingester
@@ -74,15 +79,14 @@ async fn a_crashed_ingester_gets_everything_back_from_its_persistent_session(pro
             .unwrap();
     assert_eq!(count, 0, "nothing was committed before the crash");
 
-    let ingester =
-        Ingester::start(settings_in(protocol, &broker.url(), &id), db.pool.clone()).await;
-    wait_all_at(&db.pool, &ids, 15).await;
+    let ingester = start(settings_in(protocol, &broker.url(), &id), db.pool.clone()).await;
+    wait_all_at(&fleet, 15).await;
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 0.0)
         .await;
     let seen: f64 = ["applied", "superseded", "stale"]
         .iter()
-        .map(|r| ingester.messages(r))
+        .map(|r| message_count(&ingester, r))
         .sum();
     assert_eq!(seen, 150.0, "every message came back exactly once");
     ingester.stop().await;
@@ -96,23 +100,23 @@ async fn a_database_outage_is_waited_out_and_the_newest_state_wins(protocol: Pro
         .unwrap();
     shadowbox_db::migrate(&pool).await.unwrap();
     let ids: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
-    register(&pool, "acme", ids.clone()).await;
+    let fleet = Fleet::register_ids(&pool, "acme", ids.clone()).await;
     let broker = Mosquitto::start();
-    let ingester = Ingester::start(
-        settings_in(protocol, &broker.url(), &client_id("db-down")),
+    let ingester = start(
+        settings_in(protocol, &broker.url(), &unique_client_id("db-down")),
         pool.clone(),
     )
     .await;
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
     devices.publish_all(versions(&ids, 1, 2)).await;
-    wait_all_at(&pool, &ids, 2).await;
+    wait_all_at(&fleet, 2).await;
 
     postgres.stop();
     devices.publish_all(versions(&ids, 3, 8)).await;
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 120.0)
         .await;
-    eventually("a failed write was retried", || async {
+    eventually(PATIENCE, "a failed write was retried", || async {
         ingester.metric("shadowbox_ingest_db_retries_total") >= 2.0
     })
     .await;
@@ -123,7 +127,7 @@ async fn a_database_outage_is_waited_out_and_the_newest_state_wins(protocol: Pro
     );
 
     postgres.restart();
-    wait_all_at(&pool, &ids, 8).await;
+    wait_all_at(&fleet, 8).await;
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 0.0)
         .await;
@@ -134,14 +138,14 @@ async fn two_ingesters_share_the_load_lose_nothing_and_never_go_back(protocol: P
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let ids: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
-    register(&db.pool, "acme", ids.clone()).await;
-    let a = Ingester::start(
-        settings_in(protocol, &broker.url(), &client_id("share-a")),
+    let fleet = Fleet::register_ids(&db.pool, "acme", ids.clone()).await;
+    let a = start(
+        settings_in(protocol, &broker.url(), &unique_client_id("share-a")),
         db.pool.clone(),
     )
     .await;
-    let b = Ingester::start(
-        settings_in(protocol, &broker.url(), &client_id("share-b")),
+    let b = start(
+        settings_in(protocol, &broker.url(), &unique_client_id("share-b")),
         db.pool.clone(),
     )
     .await;
@@ -173,9 +177,9 @@ async fn two_ingesters_share_the_load_lose_nothing_and_never_go_back(protocol: P
         }
     });
 
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
     devices.publish_all(versions(&ids, 1, 25)).await;
-    wait_all_at(&db.pool, &ids, 25).await;
+    wait_all_at(&fleet, 25).await;
     a.wait_metric("shadowbox_ingest_pending_messages", 0.0)
         .await;
     b.wait_metric("shadowbox_ingest_pending_messages", 0.0)
@@ -183,10 +187,10 @@ async fn two_ingesters_share_the_load_lose_nothing_and_never_go_back(protocol: P
     done.store(true, Ordering::Relaxed);
     assert!(watcher.await.unwrap() > 1);
 
-    let handled = |i: &Ingester| -> f64 {
+    let handled = |i: &Running| -> f64 {
         ["applied", "superseded", "stale"]
             .iter()
-            .map(|r| i.messages(r))
+            .map(|r| message_count(i, r))
             .sum()
     };
     let (by_a, by_b) = (handled(&a), handled(&b));
@@ -202,16 +206,16 @@ async fn two_ingesters_share_the_load_lose_nothing_and_never_go_back(protocol: P
 async fn it_subscribes_again_when_the_broker_lost_the_session(protocol: Protocol) {
     init_logs();
     let (db, mut broker) = (TestDb::new().await, Mosquitto::start());
-    register(&db.pool, "acme", ["d0".to_owned()]).await;
-    let ingester = Ingester::start(
-        settings_in(protocol, &broker.url(), &client_id("resub")),
+    let fleet = Fleet::register_ids(&db.pool, "acme", ["d0"]).await;
+    let ingester = start(
+        settings_in(protocol, &broker.url(), &unique_client_id("resub")),
         db.pool.clone(),
     )
     .await;
     // Without persistence the restarted broker has no session, hence no
     // subscription: messages reach the ingester only if it subscribes again.
     broker.restart();
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     for version in 1.. {
         devices
@@ -221,7 +225,7 @@ async fn it_subscribes_again_when_the_broker_lost_the_session(protocol: Protocol
             )
             .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if device(&db.pool, "acme", "d0").await.reported_version > 0 {
+        if fleet.record("d0").await.reported_version > 0 {
             break;
         }
         assert!(

@@ -1,31 +1,34 @@
 //! The ingester against a real broker and database: what it writes, what
 //! it drops and counts, and how it stops.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
-    Ingester, Publisher, client_id, device, init_logs, register, reported, reported_topic,
-    settings, wait_version,
-};
+use crate::common::{message_count, reported, reported_topic, settings, start};
 use serde_json::json;
 use shadowbox_core::{DeviceId, TenantId};
-use shadowbox_testkit::{Mosquitto, TestDb};
+use shadowbox_testkit::mqtt::{Client, unique_client_id};
+use shadowbox_testkit::{Fleet, Mosquitto, Running, TestDb, init_logs};
+
+/// `shadowbox_ingest_invalid_messages_total{reason="<reason>"}`.
+fn invalid(ingester: &Running, reason: &str) -> f64 {
+    ingester.metric(&format!(
+        "shadowbox_ingest_invalid_messages_total{{reason=\"{reason}\"}}"
+    ))
+}
 
 #[tokio::test]
 async fn a_valid_message_updates_reported_version_and_last_seen() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
-    register(&db.pool, "acme", ["pump-7".to_owned()]).await;
-    let ingester = Ingester::start(
-        settings(&broker.url(), &client_id("valid")),
+    let fleet = Fleet::register_ids(&db.pool, "acme", ["pump-7"]).await;
+    let ingester = start(
+        settings(&broker.url(), &unique_client_id("valid")),
         db.pool.clone(),
     )
     .await;
     let before = chrono::Utc::now();
 
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
     devices
         .publish(
             reported_topic("acme", "pump-7"),
@@ -33,8 +36,8 @@ async fn a_valid_message_updates_reported_version_and_last_seen() {
         )
         .await;
 
-    wait_version(&db.pool, "acme", "pump-7", 2).await;
-    let row = device(&db.pool, "acme", "pump-7").await;
+    fleet.wait_reported("pump-7", 2).await;
+    let row = fleet.record("pump-7").await;
     assert_eq!(
         serde_json::Value::Object(row.reported_state.0),
         json!({"rate": 4, "mode": {"eco": true}})
@@ -43,7 +46,7 @@ async fn a_valid_message_updates_reported_version_and_last_seen() {
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 0.0)
         .await;
-    assert_eq!(ingester.messages("applied"), 1.0);
+    assert_eq!(message_count(&ingester, "applied"), 1.0);
     ingester.stop().await;
 }
 
@@ -51,24 +54,24 @@ async fn a_valid_message_updates_reported_version_and_last_seen() {
 async fn a_lower_version_never_replaces_a_higher_one() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
-    register(&db.pool, "acme", ["pump-7".to_owned()]).await;
-    let ingester = Ingester::start(
-        settings(&broker.url(), &client_id("stale")),
+    let fleet = Fleet::register_ids(&db.pool, "acme", ["pump-7"]).await;
+    let ingester = start(
+        settings(&broker.url(), &unique_client_id("stale")),
         db.pool.clone(),
     )
     .await;
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
     let topic = reported_topic("acme", "pump-7");
 
     devices.publish(&topic, reported(json!({"v": 5}), 5)).await;
-    wait_version(&db.pool, "acme", "pump-7", 5).await;
-    let seen_at_5 = device(&db.pool, "acme", "pump-7").await.last_seen.unwrap();
+    fleet.wait_reported("pump-7", 5).await;
+    let seen_at_5 = fleet.record("pump-7").await.last_seen.unwrap();
     devices.publish(&topic, reported(json!({"v": 3}), 3)).await;
 
     ingester
         .wait_metric("shadowbox_ingest_messages_total{result=\"stale\"}", 1.0)
         .await;
-    let row = device(&db.pool, "acme", "pump-7").await;
+    let row = fleet.record("pump-7").await;
     assert_eq!(
         (row.reported_version, row.reported_state.0["v"].clone()),
         (5, json!(5))
@@ -85,12 +88,12 @@ async fn interleaved_versions_of_many_devices_in_one_batch_keep_the_newest() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let ids: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
-    register(&db.pool, "acme", ids.clone()).await;
-    let mut settings = settings(&broker.url(), &client_id("interleaved"));
+    let fleet = Fleet::register_ids(&db.pool, "acme", ids.clone()).await;
+    let mut settings = settings(&broker.url(), &unique_client_id("interleaved"));
     // Long enough that everything published lands in one or two batches.
     settings.batch_wait = Duration::from_millis(1500);
     settings.batch_size = 1000;
-    let ingester = Ingester::start(settings, db.pool.clone()).await;
+    let ingester = start(settings, db.pool.clone()).await;
 
     // Versions 1..=10 of every device, round-robin across devices and in a
     // scrambled order per device; each version sent twice with a different
@@ -108,14 +111,14 @@ async fn interleaved_versions_of_many_devices_in_one_batch_keep_the_newest() {
         }
     }
     let total = messages.len() as f64;
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
     devices.publish_all(messages).await;
 
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 0.0)
         .await;
     for id in &ids {
-        let row = device(&db.pool, "acme", id).await;
+        let row = fleet.record(id).await;
         assert_eq!(row.reported_version, 10, "{id}");
         assert_eq!(
             serde_json::Value::Object(row.reported_state.0),
@@ -124,9 +127,9 @@ async fn interleaved_versions_of_many_devices_in_one_batch_keep_the_newest() {
         );
     }
     let (applied, superseded, stale) = (
-        ingester.messages("applied"),
-        ingester.messages("superseded"),
-        ingester.messages("stale"),
+        message_count(&ingester, "applied"),
+        message_count(&ingester, "superseded"),
+        message_count(&ingester, "stale"),
     );
     assert_eq!(applied + superseded + stale, total);
     assert!(
@@ -140,12 +143,7 @@ async fn interleaved_versions_of_many_devices_in_one_batch_keep_the_newest() {
 async fn bad_input_is_dropped_counted_acknowledged_and_blocks_nobody() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
-    register(
-        &db.pool,
-        "acme",
-        ["good", "retired", "nul"].map(str::to_owned),
-    )
-    .await;
+    let fleet = Fleet::register_ids(&db.pool, "acme", ["good", "retired", "nul"]).await;
     {
         let mut conn = db.pool.acquire().await.unwrap();
         shadowbox_db::devices::decommission_device(
@@ -156,9 +154,9 @@ async fn bad_input_is_dropped_counted_acknowledged_and_blocks_nobody() {
         .await
         .unwrap();
     }
-    let id = client_id("bad-input");
-    let ingester = Ingester::start(settings(&broker.url(), &id), db.pool.clone()).await;
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let id = unique_client_id("bad-input");
+    let ingester = start(settings(&broker.url(), &id), db.pool.clone()).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
     let good = reported_topic("acme", "good");
     let huge = json!({"blob": "x".repeat(70 * 1024)});
 
@@ -195,13 +193,13 @@ async fn bad_input_is_dropped_counted_acknowledged_and_blocks_nobody() {
     ];
     let mut version = 0;
     for (reason, topic, payload) in cases {
-        let before = ingester.invalid(reason);
+        let before = invalid(&ingester, reason);
         devices.publish(topic, payload).await;
         version += 1;
         devices
             .publish(&good, reported(json!({"n": version}), version))
             .await;
-        wait_version(&db.pool, "acme", "good", version).await;
+        fleet.wait_reported("good", version).await;
         ingester
             .wait_metric(
                 &format!("shadowbox_ingest_invalid_messages_total{{reason=\"{reason}\"}}"),
@@ -215,13 +213,13 @@ async fn bad_input_is_dropped_counted_acknowledged_and_blocks_nobody() {
         ("decommissioned", reported_topic("acme", "retired")),
     ];
     for (result, topic) in not_ours {
-        let before = ingester.messages(result);
+        let before = message_count(&ingester, result);
         devices.publish(topic, reported(json!({"n": 0}), 99)).await;
         version += 1;
         devices
             .publish(&good, reported(json!({"n": version}), version))
             .await;
-        wait_version(&db.pool, "acme", "good", version).await;
+        fleet.wait_reported("good", version).await;
         ingester
             .wait_metric(
                 &format!("shadowbox_ingest_messages_total{{result=\"{result}\"}}"),
@@ -229,27 +227,27 @@ async fn bad_input_is_dropped_counted_acknowledged_and_blocks_nobody() {
             )
             .await;
     }
-    assert_eq!(ingester.messages("invalid"), 7.0);
-    let retired = device(&db.pool, "acme", "retired").await;
+    assert_eq!(message_count(&ingester, "invalid"), 7.0);
+    let retired = fleet.record("retired").await;
     assert_eq!((retired.reported_version, retired.last_seen), (0, None));
-    assert_eq!(device(&db.pool, "acme", "nul").await.reported_version, 0);
+    assert_eq!(fleet.record("nul").await.reported_version, 0);
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 0.0)
         .await;
     ingester.stop().await;
 
     // Everything was acknowledged: the same session gets nothing back.
-    let ingester = Ingester::start(settings(&broker.url(), &id), db.pool.clone()).await;
+    let ingester = start(settings(&broker.url(), &id), db.pool.clone()).await;
     version += 1;
     devices
         .publish(&good, reported(json!({"n": version}), version))
         .await;
-    wait_version(&db.pool, "acme", "good", version).await;
+    fleet.wait_reported("good", version).await;
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 0.0)
         .await;
-    assert_eq!(ingester.messages("applied"), 1.0);
-    assert_eq!(ingester.messages("invalid"), 0.0);
+    assert_eq!(message_count(&ingester, "applied"), 1.0);
+    assert_eq!(message_count(&ingester, "invalid"), 0.0);
     ingester.stop().await;
 }
 
@@ -258,12 +256,12 @@ async fn shutdown_commits_and_acknowledges_the_batch_in_hand() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let ids: Vec<String> = (0..5).map(|i| format!("d{i}")).collect();
-    register(&db.pool, "acme", ids.clone()).await;
-    let id = client_id("shutdown");
+    let fleet = Fleet::register_ids(&db.pool, "acme", ids.clone()).await;
+    let id = unique_client_id("shutdown");
     let mut long_wait = settings(&broker.url(), &id);
     long_wait.batch_wait = Duration::from_secs(60);
-    let ingester = Ingester::start(long_wait, db.pool.clone()).await;
-    let mut devices = Publisher::connect(&broker.url()).await;
+    let ingester = start(long_wait, db.pool.clone()).await;
+    let devices = Client::connect(&broker.url(), "devices").await;
     devices
         .publish_all(
             ids.iter()
@@ -273,23 +271,22 @@ async fn shutdown_commits_and_acknowledges_the_batch_in_hand() {
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 5.0)
         .await;
-    assert_eq!(device(&db.pool, "acme", "d0").await.reported_version, 0);
+    assert_eq!(fleet.record("d0").await.reported_version, 0);
 
-    let metrics = ingester.stop().await;
+    ingester.stop().await;
     for d in &ids {
-        assert_eq!(device(&db.pool, "acme", d).await.reported_version, 1, "{d}");
+        assert_eq!(fleet.record(d).await.reported_version, 1, "{d}");
     }
-    drop(metrics);
 
     // They were acknowledged: a restart with the same session gets none back.
-    let ingester = Ingester::start(settings(&broker.url(), &id), db.pool.clone()).await;
+    let ingester = start(settings(&broker.url(), &id), db.pool.clone()).await;
     devices
         .publish(reported_topic("acme", "d0"), reported(json!({}), 2))
         .await;
-    wait_version(&db.pool, "acme", "d0", 2).await;
+    fleet.wait_reported("d0", 2).await;
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 0.0)
         .await;
-    assert_eq!(ingester.messages("applied"), 1.0);
+    assert_eq!(message_count(&ingester, "applied"), 1.0);
     ingester.stop().await;
 }

@@ -1,14 +1,11 @@
 //! `shadowbox_db::reported::apply_reported`, the ingester's one statement,
 //! against a real database.
 
-mod common;
-
 use chrono::{Duration, Utc};
-use common::{device, register};
 use serde_json::json;
-use shadowbox_core::{DeviceId, Document, TenantId};
+use shadowbox_core::{DeviceId, Document};
 use shadowbox_db::reported::{ReportedOutcome, ReportedUpdate, apply_reported};
-use shadowbox_testkit::TestDb;
+use shadowbox_testkit::{Fleet, TestDb};
 
 fn update(device: &str, version: i64, doc: serde_json::Value, age_s: i64) -> ReportedUpdate {
     let serde_json::Value::Object(reported) = doc else {
@@ -26,11 +23,11 @@ fn update(device: &str, version: i64, doc: serde_json::Value, age_s: i64) -> Rep
 #[tokio::test]
 async fn outcomes_come_back_in_input_order_and_versions_never_go_back() {
     let db = TestDb::new().await;
-    register(&db.pool, "acme", ["a", "b", "gone"].map(str::to_owned)).await;
+    let fleet = Fleet::register_ids(&db.pool, "acme", ["a", "b", "gone"]).await;
     let mut conn = db.pool.acquire().await.unwrap();
     shadowbox_db::devices::decommission_device(
         &mut conn,
-        &TenantId::parse("acme").unwrap(),
+        &fleet.tenant,
         &DeviceId::parse("gone").unwrap(),
     )
     .await
@@ -50,7 +47,7 @@ async fn outcomes_come_back_in_input_order_and_versions_never_go_back() {
     use ReportedOutcome::*;
     assert_eq!(first, [Applied, Unknown, Applied, Decommissioned]);
 
-    let seen_b = device(&db.pool, "acme", "b").await.last_seen.unwrap();
+    let seen_b = fleet.record("b").await.last_seen.unwrap();
     let second = apply_reported(
         &db.pool,
         &[
@@ -63,13 +60,13 @@ async fn outcomes_come_back_in_input_order_and_versions_never_go_back() {
     .await
     .unwrap();
     assert_eq!(second, [Stale, Applied]);
-    let b = device(&db.pool, "acme", "b").await;
+    let b = fleet.record("b").await;
     assert_eq!(
         (b.reported_version, b.reported_state.0["b"].clone()),
         (5, json!(5))
     );
     assert!(b.last_seen.unwrap() > seen_b);
-    let a = device(&db.pool, "acme", "a").await;
+    let a = fleet.record("a").await;
     assert_eq!(a.reported_state.0["a"], json!("3 again"));
 
     // A message received earlier than the stored last_seen never moves it back.
@@ -77,10 +74,10 @@ async fn outcomes_come_back_in_input_order_and_versions_never_go_back() {
         .await
         .unwrap();
     assert_eq!(stale_clock, [Applied]);
-    let a_after = device(&db.pool, "acme", "a").await;
+    let a_after = fleet.record("a").await;
     assert_eq!(a_after.reported_version, 4);
     assert_eq!(a_after.last_seen, a.last_seen);
-    let gone = device(&db.pool, "acme", "gone").await;
+    let gone = fleet.record("gone").await;
     assert_eq!((gone.reported_version, gone.last_seen), (0, None));
     assert_eq!(gone.reported_state.0, Document::new());
 }
@@ -89,7 +86,7 @@ async fn outcomes_come_back_in_input_order_and_versions_never_go_back() {
 async fn concurrent_batches_in_opposite_orders_neither_deadlock_nor_regress() {
     let db = TestDb::new().await;
     let ids: Vec<String> = (0..200).map(|i| format!("d{i:03}")).collect();
-    register(&db.pool, "acme", ids.clone()).await;
+    let fleet = Fleet::register_ids(&db.pool, "acme", ids.clone()).await;
     for round in 0..10_i64 {
         let forward: Vec<ReportedUpdate> = ids
             .iter()
@@ -108,7 +105,7 @@ async fn concurrent_batches_in_opposite_orders_neither_deadlock_nor_regress() {
         b.expect("no deadlock");
     }
     for d in &ids {
-        let row = device(&db.pool, "acme", d).await;
+        let row = fleet.record(d).await;
         assert_eq!(
             (row.reported_version, row.reported_state.0["v"].clone()),
             (20, json!(20))
