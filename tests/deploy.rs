@@ -23,13 +23,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_norway::Value;
 use shadowbox_mqtt::BrokerAddress;
-use shadowbox_testkit::{free_port, wait_for_port};
+use shadowbox_testkit::{ChildProcess, eventually_blocking, free_port};
 
 /// How long any one client command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -264,24 +264,7 @@ fn http_server(status: &'static str, path: &'static str) -> u16 {
 
 /// Runs `command`, killing it if it outlives [`COMMAND_TIMEOUT`].
 fn run_bounded(command: &mut Command) -> ExitStatus {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command:?} took longer than {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    shadowbox_testkit::run_bounded(command, COMMAND_TIMEOUT).status
 }
 
 /// A broker account.
@@ -305,7 +288,7 @@ impl Login {
 struct Broker {
     dir: PathBuf,
     port: u16,
-    child: Child,
+    child: ChildProcess,
 }
 
 impl Broker {
@@ -348,26 +331,25 @@ impl Broker {
             )
             .expect("copy broker file");
         }
-        let log = std::fs::File::create(dir.join("mosquitto.log")).expect("log file");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(dir.join("mosquitto.conf"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start mosquitto (apt-get install mosquitto)");
+        let child = ChildProcess::spawn(
+            "mosquitto (apt-get install mosquitto)",
+            Command::new("mosquitto")
+                .arg("-c")
+                .arg(dir.join("mosquitto.conf")),
+        );
         let mut broker = Self { dir, port, child };
-        std::thread::sleep(Duration::from_millis(200));
-        if let Some(status) = broker.child.try_wait().expect("wait") {
-            panic!("mosquitto refused the config ({status}):\n{}", broker.log());
-        }
-        wait_for_port(port, Duration::from_secs(10));
+        eventually_blocking(Duration::from_secs(10), "mosquitto listens", || {
+            if let Some(status) = broker.child.try_wait() {
+                panic!("mosquitto refused the config ({status}):\n{}", broker.log());
+            }
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         broker
     }
 
+    /// What the broker logged (`log_dest stdout`).
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+        self.child.stdout() + &self.child.stderr()
     }
 
     /// Adds a device account the way deploy/README.md tells operators to.
@@ -403,13 +385,7 @@ impl Broker {
         for filter in filters {
             command.args(["-t", filter]);
         }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto_sub");
-        let stdout = child.stdout.take().expect("stdout");
+        let (child, stdout) = ChildProcess::spawn_reading_stdout("mosquitto_sub", &mut command);
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -418,21 +394,24 @@ impl Broker {
                 }
             }
         });
-        Subscriber { child, lines }
+        Subscriber {
+            _child: child,
+            lines,
+        }
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 /// A running `mosquitto_sub -v`, killed when dropped.
 struct Subscriber {
-    child: Child,
+    /// Kills the subscriber when dropped.
+    _child: ChildProcess,
     lines: mpsc::Receiver<String>,
 }
 
@@ -446,13 +425,6 @@ impl Subscriber {
     fn expect(&self) -> String {
         self.next(RECEIVE_TIMEOUT)
             .expect("an expected message did not arrive")
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -473,14 +445,11 @@ fn devices(broker: &Broker) -> (Login, Login, Login) {
     broker.add_account(&pump8);
     broker.add_account(&other_tenant);
     // The broker reads the password file at start and on SIGHUP.
-    let status = run_bounded(Command::new("kill").args(["-HUP", &broker.child.id().to_string()]));
-    assert!(status.success());
+    broker.child.signal("HUP");
     // A reload is asynchronous: wait until the new account logs in.
-    let deadline = Instant::now() + RECEIVE_TIMEOUT;
-    while !broker.publish(&pump8, &reported("acme", "pump-8"), "hello", false) {
-        assert!(Instant::now() < deadline, "reload: {}", broker.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually_blocking(RECEIVE_TIMEOUT, "the reloaded account logs in", || {
+        broker.publish(&pump8, &reported("acme", "pump-8"), "hello", false)
+    });
     (pump7, pump8, other_tenant)
 }
 
