@@ -23,7 +23,13 @@ LOGS=$(mktemp -d)
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 pids=()
-INGEST_ID=shadowbox-demo-ingest
+# The broker may be shared: a client id and a share group of this run's own,
+# so that no session another client left there (say a stopped ingester in
+# the default group `shadowbox`, whose queue would take its share of the
+# reports) changes what the demo sees.
+RUN=$$-$RANDOM
+INGEST_ID=shadowbox-demo-ingest-$RUN
+SHARE_GROUP=shadowbox-demo-$RUN
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -41,10 +47,12 @@ if [ -z "$BIN" ]; then
 fi
 
 step "fresh demo database"
-psql -q "${DATABASE_URL%/*}/postgres" -c 'DROP DATABASE IF EXISTS shadowbox_demo WITH (FORCE)'
+# The database DEMO_DATABASE_URL names, never another one.
+psql -q "${DATABASE_URL%/*}/postgres" -c "DROP DATABASE IF EXISTS \"${DATABASE_URL##*/}\" WITH (FORCE)"
 
 step "start shadowbox serve on $HTTP_ADDR (logs in $LOGS)"
 SHADOWBOX_HTTP_ADDR=$HTTP_ADDR SHADOWBOX_INGEST_CLIENT_ID=$INGEST_ID \
+  SHADOWBOX_INGEST_SHARE_GROUP=$SHARE_GROUP \
   "$BIN" serve >"$LOGS/serve.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
