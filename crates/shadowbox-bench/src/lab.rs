@@ -162,12 +162,7 @@ impl Lab {
             .max_connections(1)
             .connect(&self.database_url("postgres"))
             .await?;
-        // `name` is one of this benchmark's own database names.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await?;
+        shadowbox_db::drop_database(&admin, name).await?;
         admin.close().await;
         Ok(())
     }

@@ -1,12 +1,13 @@
 //! Connecting to PostgreSQL: the pool, creating the database if it is
-//! missing, and applying migrations.
+//! missing (and dropping one, for tests and benchmarks), and applying
+//! migrations.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgExecutor, PgPool};
 
 /// The migrations in the workspace's `migrations/` folder, embedded.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -39,8 +40,7 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), sq
         Err(e) => return Err(e),
     }
     let mut admin = options.clone().database("postgres").connect().await?;
-    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-    let created = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+    let created = sqlx::query(database_statement("CREATE DATABASE", &name, ""))
         .execute(&mut admin)
         .await;
     match created {
@@ -50,4 +50,25 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), sq
         Ok(_) => tracing::info!(database = %name, "created the database"),
     }
     admin.close().await
+}
+
+/// Drops database `name` if it exists, ending its sessions first: for the
+/// tests and benchmarks that made it. `admin` is connected to another
+/// database of the same server.
+pub async fn drop_database(admin: impl PgExecutor<'_>, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(database_statement(
+        "DROP DATABASE IF EXISTS",
+        name,
+        "WITH (FORCE)",
+    ))
+    .execute(admin)
+    .await
+    .map(drop)
+}
+
+/// `{command} "{name}" {options}`, the name quoted as an identifier:
+/// statements on a database take no bind parameters.
+fn database_statement(command: &str, name: &str, options: &str) -> sqlx::AssertSqlSafe<String> {
+    let quoted = name.replace('"', "\"\"");
+    sqlx::AssertSqlSafe(format!("{command} \"{quoted}\" {options}"))
 }

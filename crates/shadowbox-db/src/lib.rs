@@ -24,7 +24,7 @@ pub mod relay;
 pub mod reported;
 pub mod tenants;
 
-pub use connect::{MIGRATOR, connect, migrate};
+pub use connect::{MIGRATOR, connect, drop_database, migrate};
 pub use error::DbError;
 
 /// The `LISTEN`/`NOTIFY` channel a committed outbox row is announced on.

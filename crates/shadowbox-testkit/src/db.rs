@@ -49,13 +49,9 @@ impl Drop for TestDb {
                 let mut conn = PgConnection::connect(&admin)
                     .await
                     .map_err(std::io::Error::other)?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .map(drop)
-                .map_err(std::io::Error::other)
+                shadowbox_db::drop_database(&mut conn, &name)
+                    .await
+                    .map_err(std::io::Error::other)
             })
         })
         .join();
