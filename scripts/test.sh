@@ -2,7 +2,7 @@
 # The single test command: checks the monitoring files (fetching promtool
 # when it is missing), makes sure PostgreSQL and Mosquitto answer on
 # 127.0.0.1:5432 and 127.0.0.1:1883 (starting them when they do not), then
-# runs formatting, clippy and every test.
+# runs formatting, clippy, the unused-dependency check and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +55,15 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+# Unused dependencies: cargo-machete searches each crate's sources for the
+# crates its manifest names (about 3 s). Installed once per machine, from
+# source (a few minutes on 2 cores), only when missing.
+if ! command -v cargo-machete >/dev/null 2>&1; then
+  say "installing cargo-machete (once per machine)"
+  cargo install --locked --quiet --version 0.9.2 cargo-machete
+fi
+say "cargo machete (unused dependencies)"
+cargo machete
 say "cargo test"
 test_log=$(mktemp)
 trap 'rm -f "$test_log"' EXIT
