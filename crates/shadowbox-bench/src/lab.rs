@@ -29,6 +29,10 @@ pub struct Lab {
 impl Lab {
     /// Starts both servers. The broker queues without limit, so a backlog
     /// of reported messages waiting for the ingester is never dropped.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "ALTER SYSTEM takes no bind parameters; the values are this benchmark's constants and its log folder"
+    )]
     pub async fn start(binary: PathBuf, logs: PathBuf) -> anyhow::Result<Self> {
         if !binary.is_file() {
             bail!(

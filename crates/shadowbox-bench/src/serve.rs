@@ -27,6 +27,10 @@ impl Serve {
     /// Starts `serve` on database `db`, with `name` in its MQTT client ids
     /// (so no run inherits another's broker session), and waits until it is
     /// ready.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the benchmark keeps serve's log in its output folder and reports failures as errors; Serve kills the child when dropped"
+    )]
     pub async fn start(lab: &Lab, db: &str, name: &str) -> anyhow::Result<Self> {
         let port = shadowbox_testkit::free_port();
         let log = lab.logs().join(format!("serve-{name}.log"));

@@ -47,6 +47,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a synchronous test waits out the sampling interval"
+    )]
     fn one_line_per_key_and_interval() {
         let mut sampler = LogSampler::new(Duration::from_millis(50));
         assert_eq!(sampler.admit("a"), Some(0));

@@ -46,6 +46,10 @@ impl ChildProcess {
         (process, stdout)
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the guard itself: the child is killed when it is dropped"
+    )]
     fn start(name: &str, command: &mut Command, output: tempfile::TempDir) -> Self {
         let child = command
             .spawn()

@@ -33,6 +33,10 @@ where
 /// [`eventually`] for synchronous code (tests without a runtime, and the
 /// start-up of the private servers): polls `check` until it holds or
 /// `timeout` passes; panics with `what`.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the one blocking poll, for code with no runtime to yield to"
+)]
 pub fn eventually_blocking(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
