@@ -63,7 +63,8 @@ pub enum OutboxCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Put dead rows back to pending: one by id, or every dead row.
+    /// Revive dead rows (back to pending, due now): one by id, or every
+    /// dead row.
     Retry {
         /// The row to revive.
         #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
@@ -190,11 +191,11 @@ pub async fn outbox(common: &CommonArgs, command: OutboxCommand) -> anyhow::Resu
             json,
         } => {
             let revived = if all_dead {
-                outbox::retry_all_dead(&pool, tenant.as_ref()).await?
+                outbox::revive_all_dead(&pool, tenant.as_ref()).await?
             } else {
                 let id = id.expect("clap requires an id without --all-dead");
                 let mut conn = pool.acquire().await?;
-                outbox::retry_dead(&mut conn, tenant.as_ref(), id).await?;
+                outbox::revive_dead(&mut conn, tenant.as_ref(), id).await?;
                 1
             };
             report(json, "revived", revived, "rows put back to pending")?;

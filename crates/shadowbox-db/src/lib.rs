@@ -10,7 +10,8 @@
 //! - [`devices`]: registering, reading, listing and decommissioning devices,
 //!   and [`desired`], the one transaction that changes desired state and
 //!   enqueues its publish;
-//! - [`outbox`]: the outbox as operators see it (lists, retry, resync, purge);
+//! - [`outbox`]: the outbox as operators see it (lists, reviving dead rows,
+//!   resync, purge);
 //! - [`relay`]: how relays claim and settle rows;
 //! - [`reported`]: the ingester's batched reported-state write.
 

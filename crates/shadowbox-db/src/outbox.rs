@@ -133,7 +133,7 @@ pub async fn list_rows(
 
 /// Puts a `dead` row back to `pending`, due now, with its attempts reset.
 /// `tenant` restricts the row to one tenant (a tenant key's view).
-pub async fn retry_dead(
+pub async fn revive_dead(
     conn: &mut PgConnection,
     tenant: Option<&TenantId>,
     id: i64,
@@ -165,7 +165,7 @@ pub async fn retry_dead(
 }
 
 /// Revives every dead row (of one tenant, or all). Returns how many.
-pub async fn retry_all_dead(
+pub async fn revive_all_dead(
     db: impl PgExecutor<'_>,
     tenant: Option<&TenantId>,
 ) -> sqlx::Result<u64> {

@@ -236,7 +236,7 @@ async fn decommission_clears_the_retained_message_for_good(protocol: Protocol) {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    shadowbox_db::outbox::retry_dead(&mut conn, None, old)
+    shadowbox_db::outbox::revive_dead(&mut conn, None, old)
         .await
         .unwrap();
     eventually(

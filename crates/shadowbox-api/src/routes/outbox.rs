@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use shadowbox_core::TenantId;
-use shadowbox_db::outbox::{OutboxFilter, list_rows, retry_dead};
+use shadowbox_db::outbox::{OutboxFilter, list_rows, revive_dead};
 use shadowbox_db::tenants::tenant_exists;
 use utoipa::{IntoParams, ToSchema};
 
@@ -111,7 +111,7 @@ pub(super) async fn retry(
 ) -> Result<Json<OutboxEntry>, ApiError> {
     caller.require_tenant(&tenant)?;
     let mut tx = state.pool.begin().await?;
-    let row = retry_dead(&mut tx, Some(&tenant), id).await?;
+    let row = revive_dead(&mut tx, Some(&tenant), id).await?;
     tx.commit().await?;
     tracing::info!(tenant = %tenant, outbox.id = id, "dead outbox row revived");
     Ok(Json(row.into()))
