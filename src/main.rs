@@ -69,14 +69,19 @@ pub struct CommonArgs {
     #[arg(long, env = "SHADOWBOX_MQTT_PASSWORD_FILE", global = true)]
     pub mqtt_password_file: Option<PathBuf>,
     /// Largest desired or reported document, in bytes.
-    #[arg(long, env = "SHADOWBOX_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024, global = true)]
+    #[arg(
+        long,
+        env = "SHADOWBOX_MAX_DOCUMENT_BYTES",
+        default_value_t = shadowbox_core::document::DEFAULT_MAX_DOCUMENT_BYTES,
+        global = true
+    )]
     pub max_document_bytes: usize,
     /// Deepest nesting of a desired or reported document (the document
     /// itself is level 1).
     #[arg(
         long,
         env = "SHADOWBOX_MAX_DOCUMENT_DEPTH",
-        default_value_t = 16,
+        default_value_t = shadowbox_core::document::DEFAULT_MAX_DOCUMENT_DEPTH,
         global = true
     )]
     pub max_document_depth: usize,

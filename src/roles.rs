@@ -14,7 +14,7 @@ use shadowbox_relay::{RelayMetrics, RelaySettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::CommonArgs;
-use crate::duration::parse as duration;
+use crate::duration::{format as default_duration, parse as duration};
 
 /// The API's flags.
 #[derive(Debug, Clone, Args)]
@@ -56,10 +56,10 @@ pub struct RelayArgs {
     #[arg(long, env = "SHADOWBOX_RELAY_CLIENT_ID")]
     pub relay_client_id: Option<String>,
     /// Concurrent batches.
-    #[arg(long, env = "SHADOWBOX_RELAY_WORKERS", default_value_t = 4)]
+    #[arg(long, env = "SHADOWBOX_RELAY_WORKERS", default_value_t = shadowbox_relay::DEFAULT_WORKERS)]
     pub relay_workers: usize,
     /// Devices per batch.
-    #[arg(long, env = "SHADOWBOX_RELAY_BATCH_SIZE", default_value_t = 500)]
+    #[arg(long, env = "SHADOWBOX_RELAY_BATCH_SIZE", default_value_t = shadowbox_relay::DEFAULT_BATCH_SIZE)]
     pub relay_batch_size: usize,
     /// Publishes awaiting their PUBACK at once (under MQTT 5 the broker's
     /// receive maximum may lower it).
@@ -70,29 +70,62 @@ pub struct RelayArgs {
     /// CONNACK may lower it.
     #[arg(long, env = "SHADOWBOX_RELAY_MAX_PACKET_SIZE", default_value_t = shadowbox_relay::DEFAULT_MAX_PACKET_BYTES)]
     pub relay_max_packet_size: u32,
-    /// A PUBACK later than this drops the connection and retries.
-    #[arg(long, env = "SHADOWBOX_RELAY_ACK_TIMEOUT", default_value = "10s", value_parser = duration)]
+    /// A PUBACK later than this drops the connection; the unacknowledged
+    /// rows are due again at once.
+    #[arg(
+        long,
+        env = "SHADOWBOX_RELAY_ACK_TIMEOUT",
+        default_value = default_duration(shadowbox_relay::DEFAULT_ACK_TIMEOUT),
+        value_parser = duration
+    )]
     pub relay_ack_timeout: Duration,
     /// Idle polling for due rows, the fallback for missed notifications.
-    #[arg(long, env = "SHADOWBOX_RELAY_POLL_INTERVAL", default_value = "500ms", value_parser = duration)]
+    #[arg(
+        long,
+        env = "SHADOWBOX_RELAY_POLL_INTERVAL",
+        default_value = default_duration(shadowbox_relay::DEFAULT_POLL_INTERVAL),
+        value_parser = duration
+    )]
     pub relay_poll_interval: Duration,
     /// A row the broker refused this many times becomes dead.
-    #[arg(long, env = "SHADOWBOX_RELAY_MAX_ATTEMPTS", default_value_t = 10)]
+    #[arg(long, env = "SHADOWBOX_RELAY_MAX_ATTEMPTS", default_value_t = shadowbox_relay::DEFAULT_MAX_ATTEMPTS)]
     pub relay_max_attempts: i32,
-    /// Delay before retrying a refused row; doubles each time.
-    #[arg(long, env = "SHADOWBOX_RELAY_RETRY_BASE", default_value = "1s", value_parser = duration)]
+    /// Refusal backoff: the delay before a refused row is published
+    /// again; doubles with each refusal.
+    #[arg(
+        long,
+        env = "SHADOWBOX_RELAY_RETRY_BASE",
+        default_value = default_duration(shadowbox_relay::DEFAULT_REFUSAL_BACKOFF_BASE),
+        value_parser = duration
+    )]
     pub relay_retry_base: Duration,
-    /// Longest delay between retries of a refused row.
-    #[arg(long, env = "SHADOWBOX_RELAY_RETRY_MAX", default_value = "5m", value_parser = duration)]
+    /// Refusal backoff: the longest delay before a refused row is
+    /// published again.
+    #[arg(
+        long,
+        env = "SHADOWBOX_RELAY_RETRY_MAX",
+        default_value = default_duration(shadowbox_relay::DEFAULT_REFUSAL_BACKOFF_MAX),
+        value_parser = duration
+    )]
     pub relay_retry_max: Duration,
     /// After an interrupted publish, publish the device's current state once
     /// more this much later, past the broker's keep-alive grace, so bytes of
     /// the interrupted publish arriving late cannot leave an older version
     /// retained.
-    #[arg(long, env = "SHADOWBOX_RELAY_REPUBLISH_AFTER", default_value = "30s", value_parser = duration)]
+    #[arg(
+        long,
+        env = "SHADOWBOX_RELAY_REPUBLISH_AFTER",
+        default_value = default_duration(shadowbox_relay::DEFAULT_REPUBLISH_AFTER),
+        value_parser = duration
+    )]
     pub relay_republish_after: Duration,
     /// Delete delivered and superseded rows older than this (0s keeps them).
-    #[arg(long, env = "SHADOWBOX_OUTBOX_RETENTION", default_value = "7d", value_parser = duration)]
+    #[arg(
+        long,
+        env = "SHADOWBOX_OUTBOX_RETENTION",
+        default_value = default_duration(shadowbox_relay::DEFAULT_RETENTION),
+        value_parser = duration
+    )]
     pub outbox_retention: Duration,
 }
 
@@ -109,9 +142,9 @@ impl RelayArgs {
         settings.max_packet_bytes = self.relay_max_packet_size;
         settings.ack_timeout = self.relay_ack_timeout;
         settings.poll_interval = self.relay_poll_interval;
-        settings.retry.max_attempts = self.relay_max_attempts.max(1);
-        settings.retry.base_delay = self.relay_retry_base;
-        settings.retry.max_delay = self.relay_retry_max;
+        settings.refusal_backoff.max_attempts = self.relay_max_attempts.max(1);
+        settings.refusal_backoff.base_delay = self.relay_retry_base;
+        settings.refusal_backoff.max_delay = self.relay_retry_max;
         settings.republish_after_interruption = self.relay_republish_after;
         settings.retention = Some(self.outbox_retention).filter(|d| !d.is_zero());
         settings
@@ -188,14 +221,24 @@ pub struct IngestArgs {
     pub ingest_share_group: String,
     /// MQTT 5: how long the broker keeps this ingester's session, and
     /// queues reports for it, after it disconnected.
-    #[arg(long, env = "SHADOWBOX_INGEST_SESSION_EXPIRY", default_value = "1h", value_parser = duration)]
+    #[arg(
+        long,
+        env = "SHADOWBOX_INGEST_SESSION_EXPIRY",
+        default_value = default_duration(shadowbox_ingest::DEFAULT_SESSION_EXPIRY),
+        value_parser = duration
+    )]
     pub ingest_session_expiry: Duration,
     /// Most messages per batch; keep it below the broker's per-client
     /// in-flight window (Mosquitto `max_inflight_messages`).
     #[arg(long, env = "SHADOWBOX_INGEST_BATCH_SIZE", default_value_t = shadowbox_ingest::DEFAULT_BATCH_SIZE)]
     pub ingest_batch_size: usize,
     /// Longest wait for a batch to fill after its first message.
-    #[arg(long, env = "SHADOWBOX_INGEST_BATCH_WAIT", default_value = "20ms", value_parser = duration)]
+    #[arg(
+        long,
+        env = "SHADOWBOX_INGEST_BATCH_WAIT",
+        default_value = default_duration(shadowbox_ingest::DEFAULT_BATCH_WAIT),
+        value_parser = duration
+    )]
     pub ingest_batch_wait: Duration,
 }
 
@@ -401,4 +444,67 @@ pub fn shutdown_on_signal() -> CancellationToken {
         cancel.cancel();
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+    use shadowbox_core::DocumentLimits;
+
+    use super::*;
+
+    /// The flags' defaults are the crates' own defaults, not copies.
+    #[test]
+    fn flag_defaults_are_the_settings_defaults() {
+        let cli = crate::Cli::try_parse_from(["shadowbox", "serve"]).unwrap();
+        let crate::Command::Serve(args) = cli.command else {
+            unreachable!("parsed `serve`")
+        };
+        assert_eq!(cli.common.limits(), DocumentLimits::default());
+        let mqtt = cli.common.mqtt().unwrap();
+        let relay = args.relay.settings(mqtt.clone());
+        let defaults = RelaySettings::new(mqtt.clone());
+        assert_eq!(
+            (
+                relay.workers,
+                relay.batch_size,
+                relay.max_in_flight,
+                relay.max_packet_bytes,
+                relay.ack_timeout,
+                relay.poll_interval,
+                relay.refusal_backoff,
+                relay.republish_after_interruption,
+                relay.retention,
+            ),
+            (
+                defaults.workers,
+                defaults.batch_size,
+                defaults.max_in_flight,
+                defaults.max_packet_bytes,
+                defaults.ack_timeout,
+                defaults.poll_interval,
+                defaults.refusal_backoff,
+                defaults.republish_after_interruption,
+                defaults.retention,
+            )
+        );
+        let ingest = args.ingest.settings(&cli.common).unwrap();
+        let defaults = IngestSettings::new(mqtt, "id");
+        assert_eq!(
+            (
+                ingest.share_group,
+                ingest.session_expiry,
+                ingest.batch_size,
+                ingest.batch_wait,
+                ingest.limits
+            ),
+            (
+                defaults.share_group,
+                defaults.session_expiry,
+                defaults.batch_size,
+                defaults.batch_wait,
+                defaults.limits
+            )
+        );
+    }
 }

@@ -9,7 +9,7 @@ use shadowbox_core::TenantId;
 use shadowbox_sim::{Connections, SimSettings, device_ids};
 
 use crate::CommonArgs;
-use crate::duration::parse as duration;
+use crate::duration::{format as default_duration, parse as duration};
 
 /// The simulator's flags.
 #[derive(Debug, Clone, Args)]
@@ -25,43 +25,100 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "sim")]
     pub prefix: String,
     /// Devices share this many MQTT connections.
-    #[arg(long, default_value_t = NonZeroUsize::MIN, conflicts_with = "per_device_connections")]
+    #[arg(long, default_value_t = shadowbox_sim::DEFAULT_CONNECTIONS, conflicts_with = "per_device_connections")]
     pub connections: NonZeroUsize,
     /// One connection and persistent session per device, as real devices.
     #[arg(long)]
     pub per_device_connections: bool,
     /// Fraction (0-1) of the devices that come online.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = shadowbox_sim::DEFAULT_ONLINE_FRACTION)]
     pub online_fraction: f64,
     /// Fraction (0-1) of desired messages ignored, as if lost.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = shadowbox_sim::DEFAULT_DROP_RATE)]
     pub drop_rate: f64,
     /// Time a device takes to apply a desired document (e.g. 200ms).
-    #[arg(long, default_value = "0ms", value_parser = duration)]
+    #[arg(
+        long,
+        default_value = default_duration(shadowbox_sim::DEFAULT_APPLY_DELAY),
+        value_parser = duration
+    )]
     pub delay: Duration,
     /// Drop and re-establish every connection this often (e.g. 30s).
     #[arg(long, value_parser = duration)]
     pub disconnect_every: Option<Duration>,
     /// How often the counters are logged.
-    #[arg(long, default_value = "10s", value_parser = duration)]
+    #[arg(
+        long,
+        default_value = default_duration(shadowbox_sim::DEFAULT_REPORT_EVERY),
+        value_parser = duration
+    )]
     pub report_every: Duration,
+}
+
+impl SimulateArgs {
+    /// The simulator's settings.
+    pub fn settings(self, common: &CommonArgs) -> anyhow::Result<SimSettings> {
+        let devices = device_ids(&self.prefix, self.devices)?;
+        let mut settings = SimSettings::new(common.mqtt()?, self.tenant, devices);
+        settings.connections = if self.per_device_connections {
+            Connections::PerDevice
+        } else {
+            Connections::Shared(self.connections)
+        };
+        settings.online_fraction = self.online_fraction;
+        settings.drop_rate = self.drop_rate;
+        settings.apply_delay = self.delay;
+        settings.disconnect_every = self.disconnect_every;
+        settings.report_every = self.report_every;
+        Ok(settings)
+    }
 }
 
 /// Runs the simulator until SIGTERM or ctrl-c, then prints its counters.
 pub async fn simulate(common: &CommonArgs, args: SimulateArgs) -> anyhow::Result<()> {
-    let devices = device_ids(&args.prefix, args.devices)?;
-    let mut settings = SimSettings::new(common.mqtt()?, args.tenant, devices);
-    settings.connections = if args.per_device_connections {
-        Connections::PerDevice
-    } else {
-        Connections::Shared(args.connections)
-    };
-    settings.online_fraction = args.online_fraction;
-    settings.drop_rate = args.drop_rate;
-    settings.apply_delay = args.delay;
-    settings.disconnect_every = args.disconnect_every;
-    settings.report_every = args.report_every;
+    let settings = args.settings(common)?;
     let stats = shadowbox_sim::run(settings, crate::roles::shutdown_on_signal()).await?;
     println!("{stats}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    /// The flags' defaults are the simulator's own defaults, not copies.
+    #[test]
+    fn flag_defaults_are_the_settings_defaults() {
+        let cli =
+            crate::Cli::try_parse_from(["shadowbox", "simulate", "--tenant", "acme"]).unwrap();
+        let crate::Command::Simulate(args) = cli.command else {
+            unreachable!("parsed `simulate`")
+        };
+        let settings = args.settings(&cli.common).unwrap();
+        let defaults = SimSettings::new(
+            cli.common.mqtt().unwrap(),
+            settings.tenant.clone(),
+            settings.devices.clone(),
+        );
+        assert_eq!(
+            (
+                settings.connections,
+                settings.online_fraction,
+                settings.drop_rate,
+                settings.apply_delay,
+                settings.disconnect_every,
+                settings.report_every,
+            ),
+            (
+                defaults.connections,
+                defaults.online_fraction,
+                defaults.drop_rate,
+                defaults.apply_delay,
+                defaults.disconnect_every,
+                defaults.report_every,
+            )
+        );
+    }
 }

@@ -5,6 +5,14 @@ use serde_json::{Map, Value};
 /// A shadow document: always a JSON object.
 pub type Document = Map<String, Value>;
 
+/// The largest serialized document, in bytes, unless told otherwise
+/// (`SHADOWBOX_MAX_DOCUMENT_BYTES`).
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+/// The deepest nesting of a document unless told otherwise
+/// (`SHADOWBOX_MAX_DOCUMENT_DEPTH`); the document itself is level 1.
+pub const DEFAULT_MAX_DOCUMENT_DEPTH: usize = 16;
+
 /// Size and depth limits for a desired or reported document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DocumentLimits {
@@ -17,8 +25,8 @@ pub struct DocumentLimits {
 impl Default for DocumentLimits {
     fn default() -> Self {
         Self {
-            max_bytes: 64 * 1024,
-            max_depth: 16,
+            max_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            max_depth: DEFAULT_MAX_DOCUMENT_DEPTH,
         }
     }
 }

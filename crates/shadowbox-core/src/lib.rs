@@ -2,6 +2,8 @@
 //!
 //! Pure data and rules, no I/O, so it is fast to test and safe to reuse:
 //!
+//! - [`backoff`]: the backoff schedules (reconnecting, and publishes the
+//!   broker refused);
 //! - [`id`]: validated [`TenantId`] and [`DeviceId`] that cannot inject MQTT
 //!   wildcards or topic levels;
 //! - [`document`]: shadow documents (JSON objects) and their size and depth
@@ -13,6 +15,7 @@
 //!
 //! It depends on nothing of shadowbox; every other crate depends on it.
 
+pub mod backoff;
 pub mod delta;
 pub mod document;
 pub mod id;

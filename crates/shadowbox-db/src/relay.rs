@@ -17,9 +17,8 @@
 //! Rows never leave `pending` while in flight, so a relay crash needs no
 //! recovery: the rows are simply still pending.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
+use shadowbox_core::backoff::RefusalBackoff;
 use sqlx::PgConnection;
 
 /// The first key of every relay advisory lock, so they never collide with
@@ -194,27 +193,17 @@ pub async fn mark_interrupted(
     Ok(())
 }
 
-/// How publishes the broker refused are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Delay after the first failure; it doubles with each further one.
-    pub base_delay: Duration,
-    /// The longest delay.
-    pub max_delay: Duration,
-    /// A row that has failed this many times becomes `dead`.
-    pub max_attempts: i32,
-}
-
 /// Records a refused publish of each row (the connection was up, but the
 /// row could not be published): the attempt is counted, the error kept,
-/// and the row either waits for its next attempt (exponential backoff with
-/// jitter) or, after `max_attempts`, is `dead`. Returns how many rows
-/// became dead.
+/// and the row either waits for its next attempt or, after
+/// `max_attempts`, is `dead`, as the refusal backoff says
+/// ([`shadowbox_core::backoff`] states the schedule; this statement
+/// computes it). Returns how many rows became dead.
 pub async fn mark_failed(
     conn: &mut PgConnection,
     ids: &[i64],
     error: &str,
-    policy: &RetryPolicy,
+    policy: &RefusalBackoff,
 ) -> sqlx::Result<u64> {
     sqlx::query_scalar(
         "WITH failed AS (

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use shadowbox_db::relay::{self, RetryPolicy};
+use shadowbox_core::backoff::RefusalBackoff;
+use shadowbox_db::relay;
 use shadowbox_testkit::{Fleet, TestDb};
 use sqlx::PgPool;
 
@@ -111,7 +112,7 @@ async fn refused_publishes_back_off_then_die_and_interruptions_never_do() {
         .fetch_all(&db.pool)
         .await
         .unwrap();
-    let policy = RetryPolicy {
+    let policy = RefusalBackoff {
         base_delay: Duration::from_secs(10),
         max_delay: Duration::from_secs(60),
         max_attempts: 3,

@@ -1,5 +1,5 @@
-//! Writing a batch: one statement, retried with backoff while the database
-//! is unreachable. A document the database refuses (a data exception, such
+//! Writing a batch: one statement, tried again with the reconnect backoff
+//! while the database is unreachable. A document the database refuses (a data exception, such
 //! as a `\u0000` that `jsonb` cannot store) is isolated by writing the
 //! batch one update at a time, so it is dropped instead of blocking every
 //! other device forever.
@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use backon::Retryable as _;
+use shadowbox_core::backoff;
 use shadowbox_db::reported::{ReportedOutcome, ReportedUpdate, apply_reported};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +37,7 @@ pub(crate) async fn apply(
 ) -> Option<Vec<Outcome>> {
     let started = Instant::now();
     let retrying = (|| apply_once(pool, updates))
-        .retry(crate::retry_policy())
+        .retry(backoff::reconnect())
         .sleep(tokio::time::sleep)
         .notify(|error, delay| {
             metrics.db_retries.inc();

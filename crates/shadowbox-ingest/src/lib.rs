@@ -11,8 +11,8 @@
 //!   to the worker through a bounded channel;
 //! - [`batch`]: decodes, validates and coalesces a batch (per device, the
 //!   highest version wins; among equal versions the latest received);
-//! - [`apply`]: writes the batch in one statement, retrying while the
-//!   database is unreachable;
+//! - [`apply`]: writes the batch in one statement, waiting out a database
+//!   outage with the reconnect backoff (`shadowbox_core::backoff`);
 //! - [`worker`]: collects batches, counts every message's result and
 //!   acknowledges each message only after its effect is committed.
 //!
@@ -31,7 +31,6 @@ mod worker;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use backon::ExponentialBuilder;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -45,17 +44,6 @@ pub use settings::{
 /// send the last acks and the DISCONNECT before it is abandoned (the broker
 /// then redelivers whatever was not acknowledged).
 const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
-
-/// The delays between attempts of a failing database write: 100 ms
-/// doubling to 5 s, jittered, never giving up (reconnecting to the broker
-/// goes by `shadowbox_mqtt::failover`).
-fn retry_policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-}
 
 /// Runs the ingester until `shutdown` is cancelled: then it commits and
 /// acknowledges the batch in hand, disconnects cleanly and returns.

@@ -4,27 +4,18 @@
 //! The brokers are tried in list order, starting with the first. A client
 //! stays on a broker as long as it works and moves to the next one in the
 //! list when it fails (no fail-back: a broker that came back is used again
-//! only when its turn comes). Every failed attempt waits a jittered,
-//! doubling delay (100 ms to 5 s) before the next, until the caller resets
-//! it (on a CONNACK, or once a connection has proved stable).
+//! only when its turn comes). Every failed attempt waits the reconnect
+//! backoff's next delay (`shadowbox_core::backoff`: 100 ms doubling to
+//! 5 s, jittered) before the next, until the caller resets it (on a
+//! CONNACK, or once a connection has proved stable).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
+use backon::{BackoffBuilder as _, ExponentialBackoff};
+use shadowbox_core::backoff::{self, RECONNECT_MAX_DELAY};
 
 use crate::address::BrokerAddress;
-
-/// The reconnect delays: 100 ms doubling to 5 s, jittered, never giving
-/// up.
-pub fn reconnect_backoff() -> ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
 
 /// Where a client stands with its brokers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +74,7 @@ impl Failover {
         Self {
             brokers,
             current: 0,
-            delays: reconnect_backoff(),
+            delays: backoff::reconnect().build(),
             status: BrokerStatus::default(),
         }
     }
@@ -111,7 +102,7 @@ impl Failover {
 
     /// Starts the delays over from the shortest.
     pub fn reset_backoff(&mut self) {
-        self.delays = reconnect_backoff();
+        self.delays = backoff::reconnect().build();
     }
 
     /// The current broker failed (refused, unreachable, or the connection
@@ -123,7 +114,7 @@ impl Failover {
             reason: reason.to_owned(),
         });
         self.current = (self.current + 1) % self.brokers.len();
-        self.delays.next().unwrap_or(Duration::from_secs(5))
+        self.delays.next().unwrap_or(RECONNECT_MAX_DELAY)
     }
 }
 

@@ -9,15 +9,16 @@
 //!   brokers, read once at start (protocol version, TLS files, password
 //!   file);
 //! - [`tls`]: the rustls client configuration (ring provider);
-//! - [`failover`]: which broker to try next, the reconnect backoff, and
-//!   the state `/readyz` reports;
+//! - [`failover`]: which broker to try next, when (the reconnect
+//!   backoff), and the state `/readyz` reports;
 //! - [`client`]: [`Client`] and [`EventLoop`], one client over MQTT 5 and
 //!   3.1.1 with normalized [`Event`]s;
 //! - [`puback`]: what a PUBACK reason code means for its publish;
 //! - [`probe`]: a connect-and-disconnect check for readiness.
 //!
-//! Depends on no other shadowbox crate; the relay, the ingester, the api,
-//! the simulator and the test support depend on it.
+//! Depends on `shadowbox-core` only (for the reconnect backoff of
+//! `shadowbox_core::backoff`); the relay, the ingester, the api, the
+//! simulator and the test support depend on it.
 
 pub mod address;
 pub mod client;

@@ -104,9 +104,12 @@ impl RelayMetrics {
     }
 }
 
-/// Refreshes the backlog gauges every few seconds until `shutdown`.
+/// How often the backlog gauges are refreshed.
+const BACKLOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Refreshes the backlog gauges every [`BACKLOG_INTERVAL`] until `shutdown`.
 pub async fn watch_backlog(pool: PgPool, metrics: Arc<RelayMetrics>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(BACKLOG_INTERVAL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -1,9 +1,16 @@
-//! The relay's settings.
+//! The relay's settings and their defaults, each written once here and
+//! used by the command line's defaults too.
 
 use std::time::Duration;
 
-use shadowbox_db::relay::RetryPolicy;
+use shadowbox_core::backoff::RefusalBackoff;
 use shadowbox_mqtt::MqttConfig;
+
+/// Concurrent batches unless told otherwise.
+pub const DEFAULT_WORKERS: usize = 4;
+
+/// Devices per batch unless told otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 500;
 
 /// Publishes awaiting their PUBACK at once unless told otherwise (under
 /// MQTT 5 the broker's receive maximum may lower it).
@@ -12,6 +19,33 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 2000;
 /// The largest PUBLISH packet unless told otherwise: 1 MiB, far above a
 /// 64 KiB document and its envelope.
 pub const DEFAULT_MAX_PACKET_BYTES: u32 = 1 << 20;
+
+/// How long a PUBACK may take unless told otherwise.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often idle workers look for due rows unless told otherwise.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Refusals before a row is `dead`, unless told otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 10;
+
+/// The refusal backoff's first delay unless told otherwise.
+pub const DEFAULT_REFUSAL_BACKOFF_BASE: Duration = Duration::from_secs(1);
+
+/// The refusal backoff's longest delay unless told otherwise.
+pub const DEFAULT_REFUSAL_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
+
+/// How long after an interrupted publish the device is published again,
+/// unless told otherwise: past the broker's keep-alive grace (1.5 times
+/// the publisher's 15 s keep-alive), so the broker has dropped the
+/// interrupted connection by then.
+pub const DEFAULT_REPUBLISH_AFTER: Duration = Duration::from_secs(30);
+
+/// How long finished rows are kept unless told otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often the retention job runs.
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// How a relay runs.
 #[derive(Debug, Clone)]
@@ -37,16 +71,17 @@ pub struct RelaySettings {
     /// drops the connection.
     pub ack_timeout: Duration,
     /// How often idle workers look for due rows without a notification
-    /// (missed notifications, and retries coming due).
+    /// (missed notifications, and refused rows coming due).
     pub poll_interval: Duration,
-    /// Backoff and dead-lettering of publishes the broker refused.
-    pub retry: RetryPolicy,
+    /// The refusal backoff of publishes the broker refused, and when such
+    /// a row becomes `dead`.
+    pub refusal_backoff: RefusalBackoff,
     /// How long after an interrupted publish the device's current state is
     /// published once more. The interrupted bytes may still reach the
     /// broker after the device was released (e.g. retransmitted after a
     /// network partition heals) and retain an older version; the broker
-    /// drops a silent connection after 1.5 keep-alive periods (15 s here),
-    /// so a later publish has the last word.
+    /// drops a silent connection after 1.5 keep-alive periods (the
+    /// publisher's `KEEP_ALIVE`), so a later publish has the last word.
     pub republish_after_interruption: Duration,
     /// Finished rows older than this are deleted; `None` keeps them all.
     pub retention: Option<Duration>,
@@ -55,25 +90,26 @@ pub struct RelaySettings {
 }
 
 impl RelaySettings {
-    /// Defaults suited to one broker on a LAN, for the brokers of `mqtt`.
+    /// Settings for the brokers of `mqtt` with a random client id and every
+    /// other value at its default.
     pub fn new(mqtt: MqttConfig) -> Self {
         Self {
             mqtt,
             client_id: format!("shadowbox-relay-{}", uuid::Uuid::new_v4().simple()),
-            workers: 4,
-            batch_size: 500,
+            workers: DEFAULT_WORKERS,
+            batch_size: DEFAULT_BATCH_SIZE,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
-            ack_timeout: Duration::from_secs(10),
-            poll_interval: Duration::from_millis(500),
-            retry: RetryPolicy {
-                base_delay: Duration::from_secs(1),
-                max_delay: Duration::from_secs(300),
-                max_attempts: 10,
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            refusal_backoff: RefusalBackoff {
+                base_delay: DEFAULT_REFUSAL_BACKOFF_BASE,
+                max_delay: DEFAULT_REFUSAL_BACKOFF_MAX,
+                max_attempts: DEFAULT_MAX_ATTEMPTS,
             },
-            republish_after_interruption: Duration::from_secs(30),
-            retention: Some(Duration::from_secs(7 * 24 * 3600)),
-            retention_interval: Duration::from_secs(600),
+            republish_after_interruption: DEFAULT_REPUBLISH_AFTER,
+            retention: Some(DEFAULT_RETENTION),
+            retention_interval: DEFAULT_RETENTION_INTERVAL,
         }
     }
 

@@ -13,6 +13,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::RelaySettings;
 
+/// How long the listener waits after its connection failed before it
+/// listens again (the workers poll meanwhile).
+const RELISTEN_PAUSE: Duration = Duration::from_secs(1);
+
 /// Wakes one idle worker per notification.
 #[derive(Clone)]
 pub struct Wake {
@@ -47,7 +51,7 @@ impl Wake {
                             // PgListener reconnects on the next recv; until
                             // then the workers poll.
                             tracing::warn!(error = %e, "outbox notifications interrupted");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            tokio::time::sleep(RELISTEN_PAUSE).await;
                             notify.notify_one();
                         }
                     },

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use shadowbox_db::relay::{self, ClaimedRow, RetryPolicy};
+use shadowbox_core::backoff::RefusalBackoff;
+use shadowbox_db::relay::{self, ClaimedRow};
 use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 use crate::publisher::{Outcome, Publisher};
 use crate::wake::Wake;
 use crate::{RelayMetrics, RelaySettings};
+
+/// How long a worker pauses after a batch failed (the database is
+/// unreachable, say) before it claims again.
+const PAUSE_AFTER_FAILED_BATCH: Duration = Duration::from_secs(1);
 
 /// One of a relay's concurrent batch loops.
 pub struct Worker {
@@ -58,7 +63,7 @@ impl Worker {
                 Err(e) => {
                     tracing::warn!(worker = self.id, error = %e, "relay batch failed; its rows stay pending");
                     tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = tokio::time::sleep(PAUSE_AFTER_FAILED_BATCH) => {}
                         () = self.shutdown.cancelled() => {}
                     }
                 }
@@ -210,17 +215,17 @@ impl Settled {
             relay::mark_interrupted(tx, &ids, reason).await?;
             metrics.failure("interrupted").inc_by(ids.len() as u64);
         }
-        // Refused: backoff, dead after the maximum attempts.
+        // Refused: the refusal backoff, dead after the maximum attempts.
         for (reason, ids) in group_by_reason(self.refused.iter().map(|(id, r)| (*id, r.as_str()))) {
-            let dead = relay::mark_failed(tx, &ids, reason, &settings.retry).await?;
+            let dead = relay::mark_failed(tx, &ids, reason, &settings.refusal_backoff).await?;
             metrics.failure("rejected").inc_by(ids.len() as u64);
             metrics.dead.inc_by(dead);
             tracing::warn!(rows = ids.len(), dead, reason, "publishes refused");
         }
-        // Busy: backoff, never dead, as in an outage.
-        let never_dead = RetryPolicy {
+        // Busy: the refusal backoff's delays, never dead, as in an outage.
+        let never_dead = RefusalBackoff {
             max_attempts: i32::MAX,
-            ..settings.retry
+            ..settings.refusal_backoff
         };
         for (reason, ids) in group_by_reason(self.busy.iter().map(|(id, r)| (*id, r.as_str()))) {
             relay::mark_failed(tx, &ids, reason, &never_dead).await?;
@@ -232,9 +237,9 @@ impl Settled {
             );
         }
         // Too large: no broker of this configuration will ever take it.
-        let dead_at_once = RetryPolicy {
+        let dead_at_once = RefusalBackoff {
             max_attempts: 1,
-            ..settings.retry
+            ..settings.refusal_backoff
         };
         for (reason, ids) in group_by_reason(self.too_large.iter().map(|(id, r)| (*id, r.as_str())))
         {

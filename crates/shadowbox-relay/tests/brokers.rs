@@ -73,9 +73,9 @@ async fn an_acl_refusal_is_dead_under_5_and_passes_for_delivered_under_3_1_1(pro
     register_with_desired(&db.pool, "allowed", 3, json!({"a": 1})).await;
     register_with_desired(&db.pool, "denied", 3, json!({"a": 1})).await;
     let relay = start_relay(&db.pool, &broker.url(), protocol, |s| {
-        s.retry.base_delay = Duration::from_millis(20);
-        s.retry.max_delay = Duration::from_millis(100);
-        s.retry.max_attempts = 3;
+        s.refusal_backoff.base_delay = Duration::from_millis(20);
+        s.refusal_backoff.max_delay = Duration::from_millis(100);
+        s.refusal_backoff.max_attempts = 3;
     });
     let settled = |tenant: &'static str, status: &'static str| {
         let pool = db.pool.clone();

@@ -32,6 +32,8 @@ const SUBSCRIBE_CHUNK: usize = 200;
 const REQUEST_CAPACITY: usize = 1000;
 /// How long a shutdown waits for the DISCONNECT to go out.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
+/// Keep-alive interval of every simulated connection.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Tells apart the connections of several runs in one process.
 static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -157,7 +159,15 @@ pub(crate) async fn run(
         let (client, eventloop) =
             shadowbox_mqtt::open(&shared.settings.mqtt, failover.broker(), &options);
         let recycle_at = shared.settings.disconnect_every.map(|d| Instant::now() + d);
-        let end = session(client, eventloop, recycle_at, &shared, &shutdown).await;
+        let end = session(
+            client,
+            eventloop,
+            recycle_at,
+            &mut failover,
+            &shared,
+            &shutdown,
+        )
+        .await;
         match end {
             SessionEnd::Stopped => break,
             SessionEnd::Recycled => {
@@ -180,7 +190,7 @@ pub(crate) async fn run(
 fn options(group: &Group) -> SessionOptions {
     let mut options = SessionOptions::new(&group.client_id);
     options.clean_start = group.clean_session;
-    options.keep_alive = Duration::from_secs(30);
+    options.keep_alive = KEEP_ALIVE;
     options.max_incoming_packet = MAX_PACKET_BYTES;
     options.max_outgoing_packet = MAX_PACKET_BYTES;
     options.request_capacity = REQUEST_CAPACITY;
@@ -197,11 +207,13 @@ enum SessionEnd {
     Failed(String),
 }
 
-/// One connection's life, until shutdown, recycling or failure.
+/// One connection's life, until shutdown, recycling or failure. A
+/// CONNACK starts the reconnect backoff over.
 async fn session(
     client: Client,
     mut eventloop: EventLoop,
     recycle_at: Option<Instant>,
+    failover: &mut Failover,
     shared: &Arc<Shared>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
@@ -220,6 +232,8 @@ async fn session(
             () = &mut recycle => break SessionEnd::Recycled,
             event = eventloop.poll() => match event {
                 Ok(Event::Connected(_)) => {
+                    failover.connected();
+                    failover.reset_backoff();
                     tokio::spawn(subscribe(client.clone(), Arc::clone(shared)));
                 }
                 Ok(Event::Message(message)) => {

@@ -7,7 +7,7 @@
 //!   how they share connections and how flaky they are;
 //! - `connection`: one MQTT connection serving a group of devices: it
 //!   subscribes to their desired topics and publishes their reports,
-//!   reconnecting as a device would;
+//!   reconnecting with the reconnect backoff (`shadowbox_core::backoff`);
 //! - `device`: one device's rules (ignore older versions, forget on clear)
 //!   and its reported payload;
 //! - [`stats`]: shared counters ([`SimStats`]), logged periodically.
@@ -25,7 +25,10 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use settings::{Connections, SimSettings, device_ids};
+pub use settings::{
+    Connections, DEFAULT_APPLY_DELAY, DEFAULT_CONNECTIONS, DEFAULT_DROP_RATE,
+    DEFAULT_ONLINE_FRACTION, DEFAULT_REPORT_EVERY, SimSettings, device_ids,
+};
 pub use stats::SimStats;
 
 /// Runs the simulated devices until `shutdown` is cancelled, logging the

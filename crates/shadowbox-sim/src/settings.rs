@@ -1,11 +1,28 @@
 //! What to simulate: the tenant, its devices, how they connect and how
-//! flaky they are.
+//! flaky they are, and the defaults of each (used by the command line
+//! too).
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use shadowbox_core::{DeviceId, IdError, TenantId};
 use shadowbox_mqtt::MqttConfig;
+
+/// Connections the devices share unless told otherwise.
+pub const DEFAULT_CONNECTIONS: NonZeroUsize = NonZeroUsize::MIN;
+
+/// Fraction of the devices that come online unless told otherwise: all.
+pub const DEFAULT_ONLINE_FRACTION: f64 = 1.0;
+
+/// Fraction of desired messages ignored unless told otherwise: none.
+pub const DEFAULT_DROP_RATE: f64 = 0.0;
+
+/// How long a device takes to apply a desired document unless told
+/// otherwise: no time.
+pub const DEFAULT_APPLY_DELAY: Duration = Duration::ZERO;
+
+/// How often the counters are logged unless told otherwise.
+pub const DEFAULT_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// How the simulated devices reach the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,20 +62,20 @@ pub struct SimSettings {
 }
 
 impl SimSettings {
-    /// Settings for `devices` of `tenant` on `broker`: one shared
-    /// connection, every device online, no flakiness, counters logged
-    /// every 10 s.
+    /// Settings for `devices` of `tenant` on the brokers of `mqtt`, every
+    /// other value at its default: one shared connection, every device
+    /// online, no flakiness, counters logged every 10 s.
     pub fn new(mqtt: MqttConfig, tenant: TenantId, devices: Vec<DeviceId>) -> Self {
         Self {
             mqtt,
             tenant,
             devices,
-            connections: Connections::Shared(NonZeroUsize::MIN),
-            online_fraction: 1.0,
-            drop_rate: 0.0,
-            apply_delay: Duration::ZERO,
+            connections: Connections::Shared(DEFAULT_CONNECTIONS),
+            online_fraction: DEFAULT_ONLINE_FRACTION,
+            drop_rate: DEFAULT_DROP_RATE,
+            apply_delay: DEFAULT_APPLY_DELAY,
             disconnect_every: None,
-            report_every: Duration::from_secs(10),
+            report_every: DEFAULT_REPORT_EVERY,
         }
     }
 
