@@ -3,13 +3,16 @@
 //! `serve` runs api, relay and ingest in one process; `api`, `relay` and
 //! `ingest` run one role each (for separate deployments and replicas);
 //! `migrate` applies the schema; `outbox`, `tenant` and `apikey` are the
-//! operators' commands.
+//! operators' commands; `simulate` runs simulated devices.
+//!
+//! Each role's crate runs its role; this binary only parses flags into the
+//! crates' settings (whose `DEFAULT_*` constants are the flags' defaults),
+//! sets up logging (`shadowbox-telemetry`) and handles signals.
 
 mod duration;
 mod ops;
 mod roles;
 mod simulate;
-mod telemetry;
 
 use std::path::PathBuf;
 
@@ -92,7 +95,7 @@ pub struct CommonArgs {
         default_value = "text",
         global = true
     )]
-    pub log_format: telemetry::LogFormat,
+    pub log_format: shadowbox_telemetry::LogFormat,
 }
 
 impl CommonArgs {
@@ -149,7 +152,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(cli.common.log_format);
+    shadowbox_telemetry::logging::init(cli.common.log_format);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -250,7 +250,7 @@ pub async fn apikey(common: &CommonArgs, command: ApikeyCommand) -> anyhow::Resu
     let pool = connect(common, 2).await?;
     match command {
         ApikeyCommand::Create { tenant, json } => {
-            let key = shadowbox_api::create_api_key(&pool, &tenant)
+            let key = shadowbox_db::api_keys::create_api_key(&pool, &tenant)
                 .await
                 .with_context(|| format!("create a key for tenant {tenant}"))?;
             if json {

@@ -166,12 +166,9 @@ impl MetricsArgs {
         if let Some(addr) = self.metrics_addr {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let served = shadowbox_api::metrics::serve_metrics(
-                    addr,
-                    Arc::new(registry),
-                    shutdown.clone(),
-                )
-                .await;
+                let served =
+                    shadowbox_telemetry::serve_metrics(addr, Arc::new(registry), shutdown.clone())
+                        .await;
                 if let Err(e) = served {
                     tracing::error!(error = format!("{e:#}"), "metrics listener failed");
                     shutdown.cancel();

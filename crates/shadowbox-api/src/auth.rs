@@ -1,18 +1,30 @@
-//! Who is calling: the `Authorization: Bearer` token is either the admin
-//! token or a tenant key, and a tenant key reaches its own tenant only.
+//! Who is calling, and what they may reach, checked by extractors so that
+//! no handler can forget it.
+//!
+//! The `Authorization: Bearer` token is either the admin token or a tenant
+//! key ([`Caller`]). A `/v1/tenants/{tenant_id}/...` handler takes a
+//! [`TenantScope`]: the path's tenant, reachable by the caller, where a key
+//! of another tenant gets exactly what a missing tenant gets (404). An
+//! admin route takes an [`AdminScope`], which a tenant key never passes
+//! (403). Both answer 401 first, before the path is even read.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Path};
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use shadowbox_core::TenantId;
+use shadowbox_core::api_key::{PresentedKey, tokens_equal};
+use shadowbox_db::DbError;
+use shadowbox_db::api_keys::find_api_key;
+use sqlx::PgPool;
 
-use crate::keys::{authenticate, tokens_equal};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// The authenticated caller of a `/v1` route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
+enum Caller {
     /// Holds the admin token: every tenant, and the admin routes.
     Admin,
     /// Holds a key of this tenant: that tenant's routes only.
@@ -20,29 +32,8 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// Admin routes: a tenant key gets 403 (it is authenticated, just not
-    /// allowed), whatever the tenant in the path.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        match self {
-            Self::Admin => Ok(()),
-            Self::Tenant(_) => Err(ApiError::forbidden("this route needs the admin token")),
-        }
-    }
-
-    /// Tenant routes: another tenant's paths answer exactly what a missing
-    /// tenant answers, so a key learns nothing about other tenants.
-    pub fn require_tenant(&self, tenant: &TenantId) -> Result<(), ApiError> {
-        match self {
-            Self::Tenant(own) if own != tenant => Err(ApiError::not_found("tenant not found")),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    /// 401 unless the request carries the admin token or a valid key.
+    async fn authenticate(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -57,9 +48,88 @@ impl FromRequestParts<AppState> for Caller {
         {
             return Ok(Self::Admin);
         }
-        match authenticate(&state.pool, token).await? {
+        match key_tenant(&state.pool, token).await? {
             Some(tenant) => Ok(Self::Tenant(tenant)),
             None => Err(ApiError::unauthorized("the bearer token is not valid")),
+        }
+    }
+}
+
+/// The tenant whose key `token` is, or `None` when it is not a valid key.
+async fn key_tenant(pool: &PgPool, token: &str) -> Result<Option<TenantId>, DbError> {
+    let Some(presented) = PresentedKey::parse(token) else {
+        return Ok(None);
+    };
+    let Some((tenant, stored)) = find_api_key(pool, presented.id).await? else {
+        return Ok(None);
+    };
+    if !presented.matches(&stored) {
+        return Ok(None);
+    }
+    Ok(TenantId::parse(tenant).ok())
+}
+
+/// The `{tenant_id}` of a route's path; the route's other parameters are
+/// the handler's own.
+#[derive(Deserialize)]
+struct TenantPath {
+    tenant_id: TenantId,
+}
+
+/// The caller, then the path's tenant (400 when it is not a valid id).
+async fn caller_and_tenant(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<(Caller, TenantId), Response> {
+    let caller = Caller::authenticate(parts, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let Path(TenantPath { tenant_id }) = Path::<TenantPath>::from_request_parts(parts, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok((caller, tenant_id))
+}
+
+/// A tenant route's tenant, which the caller may reach: the admin reaches
+/// every tenant, a key only its own. Another tenant's paths answer exactly
+/// what a missing tenant answers (404 "tenant not found"), so a key learns
+/// nothing about other tenants.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantScope {
+    /// The tenant of the path.
+    pub tenant: TenantId,
+}
+
+impl FromRequestParts<AppState> for TenantScope {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match caller_and_tenant(parts, state).await? {
+            (Caller::Tenant(own), tenant) if own != tenant => {
+                Err(ApiError::not_found("tenant not found").into_response())
+            }
+            (_, tenant) => Ok(Self { tenant }),
+        }
+    }
+}
+
+/// An admin route's tenant: a tenant key is authenticated but not allowed
+/// (403), whatever the tenant in the path.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminScope {
+    /// The tenant of the path.
+    pub tenant: TenantId,
+}
+
+impl FromRequestParts<AppState> for AdminScope {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match caller_and_tenant(parts, state).await? {
+            (Caller::Admin, tenant) => Ok(Self { tenant }),
+            (Caller::Tenant(_), _) => {
+                Err(ApiError::forbidden("this route needs the admin token").into_response())
+            }
         }
     }
 }

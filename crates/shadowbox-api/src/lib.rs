@@ -8,23 +8,23 @@
 //!   parsing;
 //! - `problem`: every 4xx/5xx leaves as `application/problem+json`, and
 //!   `DbError` becomes a status in one place;
-//! - [`metrics`]: requests and latency by route template;
-//! - `routes`: the caller (`auth`: 401, cross-tenant 404) first, then the
-//!   handler, which calls `shadowbox-db` inside one transaction it owns;
-//!   `views` shape the JSON, `pagination` the lists, `if_match` the
-//!   conditional writes.
+//! - [`metrics`]: requests and latency by method, route template and
+//!   status;
+//! - `routes`: the scope first (`auth`'s extractors: 401, then a
+//!   cross-tenant 404 or a non-admin 403), then the handler, which calls
+//!   `shadowbox-db` inside one transaction it owns; `views` shape the
+//!   JSON, `pagination` the lists, `if_match` the conditional writes.
 //!
-//! `readiness` serves `/healthz` and `/readyz` (database ping, and a real
-//! MQTT connection through `shadowbox_mqtt::probe`); `/openapi.json` is generated from the
-//! handlers' annotations (`openapi`). [`keys`] makes and checks tenant API
-//! keys, for the routes and for the CLI.
+//! `routes::operations` serves `/healthz`, `/readyz` (`readiness`: a
+//! database ping, and a real MQTT connection through
+//! `shadowbox_mqtt::probe`) and `/metrics`; `/openapi.json` is generated
+//! from the handlers' annotations (`openapi`).
 //!
-//! Depends on `shadowbox-core`, `shadowbox-db` and `shadowbox-mqtt`; writes
-//! no SQL.
+//! Depends on `shadowbox-core`, `shadowbox-db`, `shadowbox-mqtt` and
+//! `shadowbox-telemetry`; writes no SQL.
 
 mod auth;
 mod if_match;
-pub mod keys;
 pub mod metrics;
 mod openapi;
 mod pagination;
@@ -35,7 +35,6 @@ pub mod settings;
 pub mod state;
 mod views;
 
-pub use keys::{NewApiKey, create_api_key, new_api_key};
 pub use metrics::ApiMetrics;
 pub use settings::ApiSettings;
 pub use state::AppState;
@@ -80,7 +79,7 @@ pub fn router(state: AppState) -> Router {
     routes
         .route("/openapi.json", get(serve_openapi))
         .fallback(problem::no_route)
-        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(from_fn(problem::bare_errors_to_problems))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(

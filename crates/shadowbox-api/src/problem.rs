@@ -32,6 +32,20 @@ pub struct Problem {
     pub detail: String,
 }
 
+/// The OpenAPI description every `/v1` route shares: any client error
+/// (401 without a valid token, 400 for a malformed path, query or header,
+/// 404 for a missing or another tenant's resource, ...) is a problem
+/// document. Routes list their specific errors beside it.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = "4XX",
+    description = "problem",
+    content_type = "application/problem+json"
+)]
+pub struct ClientProblem(
+    #[expect(dead_code, reason = "only its type is read, by the OpenAPI derive")] Problem,
+);
+
 /// An error a handler answers with. Internal causes are logged where the
 /// error is made and never reach the client.
 #[derive(Debug)]

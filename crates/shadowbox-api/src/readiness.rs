@@ -1,6 +1,6 @@
-//! `/healthz` and `/readyz`: is the process up, and can it reach the
-//! database and a broker. Readiness results are cached briefly and
-//! computed by one request at a time, so scrapers cannot hammer either.
+//! Readiness, behind `/readyz`: can the process reach the database and a
+//! broker. Results are cached briefly and computed by one request at a
+//! time, so scrapers cannot hammer either.
 //!
 //! The broker check is a real MQTT connection (TLS and credentials
 //! included) with the process's own broker settings. With several brokers
@@ -9,24 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::extract::State;
-use serde::Serialize;
+use sqlx::PgPool;
 use tokio::sync::Mutex;
-use utoipa::ToSchema;
 
-use crate::problem::{ApiError, Problem};
-use crate::state::AppState;
-
-/// The body of a successful health or readiness check.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Health {
-    /// Always `ok`.
-    pub status: &'static str,
-    /// `/readyz` only: the broker in use (`mqtt://host:port`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub broker: Option<String>,
-}
+use crate::settings::ApiSettings;
 
 /// The cached outcome of the last readiness check.
 #[derive(Default)]
@@ -43,27 +29,31 @@ struct Checked {
 }
 
 impl Readiness {
-    /// The readiness of `state`'s dependencies, from the cache when it is
-    /// younger than `readiness_cache`. `Ok` names the broker in use, `Err`
-    /// what is unreachable.
-    async fn check(&self, state: &AppState) -> Result<String, String> {
+    /// Whether `pool`'s database and one of `settings`' brokers are
+    /// reachable, from the cache when it is younger than `readiness_cache`.
+    /// `Ok` names the broker in use, `Err` what is unreachable.
+    pub async fn check(&self, pool: &PgPool, settings: &ApiSettings) -> Result<String, String> {
         let mut last = self.last.lock().await;
         if let Some((at, result)) = &last.result
-            && at.elapsed() < state.settings.readiness_cache
+            && at.elapsed() < settings.readiness_cache
         {
             return result.clone();
         }
-        let result = check_now(state, &mut last.broker).await;
+        let result = check_now(pool, settings, &mut last.broker).await;
         last.result = Some((Instant::now(), result.clone()));
         result
     }
 }
 
-async fn check_now(state: &AppState, broker: &mut usize) -> Result<String, String> {
-    let timeout = state.settings.readiness_timeout;
-    let mqtt = &state.settings.mqtt;
+async fn check_now(
+    pool: &PgPool,
+    settings: &ApiSettings,
+    broker: &mut usize,
+) -> Result<String, String> {
+    let timeout = settings.readiness_timeout;
+    let mqtt = &settings.mqtt;
     let (database, brokers) = tokio::join!(
-        ping_database(state, timeout),
+        ping_database(pool, timeout),
         shadowbox_mqtt::probe::probe_any(mqtt, *broker, timeout)
     );
     let mut failed = Vec::new();
@@ -92,10 +82,10 @@ async fn check_now(state: &AppState, broker: &mut usize) -> Result<String, Strin
     }
 }
 
-async fn ping_database(state: &AppState, timeout: Duration) -> Result<(), String> {
+async fn ping_database(pool: &PgPool, timeout: Duration) -> Result<(), String> {
     use sqlx::Connection as _;
     let ping = async {
-        let mut conn = state.pool.acquire().await?;
+        let mut conn = pool.acquire().await?;
         conn.ping().await
     };
     match tokio::time::timeout(timeout, ping).await {
@@ -103,43 +93,4 @@ async fn ping_database(state: &AppState, timeout: Duration) -> Result<(), String
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
-}
-
-/// `GET /healthz`: the process is up.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    responses((status = 200, description = "the process is up", body = Health))
-)]
-pub(crate) async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        broker: None,
-    })
-}
-
-/// `GET /readyz`: 200 when the database and a broker are reachable (naming
-/// the broker in use), 503 naming what is not (for a broker, with why).
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "operations",
-    responses(
-        (status = 200, description = "database and broker reachable; `broker` is the one in use", body = Health),
-        (status = 503, description = "`detail` names what is unreachable", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state
-        .readiness
-        .check(&state)
-        .await
-        .map(|broker| {
-            Json(Health {
-                status: "ok",
-                broker: Some(broker),
-            })
-        })
-        .map_err(ApiError::unavailable)
 }

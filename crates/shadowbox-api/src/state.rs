@@ -1,4 +1,5 @@
-//! What every handler shares.
+//! What every handler shares. The modules it holds ([`crate::metrics`],
+//! [`crate::readiness`], [`crate::settings`]) know nothing of it.
 
 use std::sync::Arc;
 

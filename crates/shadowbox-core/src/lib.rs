@@ -1,7 +1,10 @@
 //! The shadowbox domain core: the vocabulary every other crate speaks.
 //!
-//! Pure data and rules, no I/O, so it is fast to test and safe to reuse:
+//! Pure data and rules, no I/O (new API keys take the operating system's
+//! random numbers, nothing more), so it is fast to test and safe to reuse:
 //!
+//! - [`api_key`]: the tenant API key format, and checking a presented key
+//!   or the admin token in constant time;
 //! - [`backoff`]: the backoff schedules (reconnecting, and publishes the
 //!   broker refused);
 //! - [`id`]: validated [`TenantId`] and [`DeviceId`] that cannot inject MQTT
@@ -13,8 +16,10 @@
 //! - [`topic`]: building and parsing `tenant/{t}/device/{d}/shadow/{kind}`;
 //! - [`payload`]: the MQTT wire payloads devices depend on.
 //!
-//! It depends on nothing of shadowbox; every other crate depends on it.
+//! It depends on nothing of shadowbox; every crate but `shadowbox-telemetry`
+//! depends on it.
 
+pub mod api_key;
 pub mod backoff;
 pub mod delta;
 pub mod document;

@@ -1,11 +1,25 @@
-//! Tenant API keys, stored as hashes of their secrets.
+//! Tenant API keys, stored as hashes of their secrets (the key format is
+//! `shadowbox_core::api_key`).
 
 use shadowbox_core::TenantId;
+use shadowbox_core::api_key::NewApiKey;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::DbError;
 use crate::error::is_fk_violation;
+
+/// Makes a key for `tenant` and stores its hash: the one way keys are
+/// created, by the API's admin route and by the CLI. Fails with
+/// [`DbError::TenantNotFound`] when the tenant does not exist.
+pub async fn create_api_key(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+) -> Result<NewApiKey, DbError> {
+    let key = NewApiKey::generate();
+    insert_api_key(db, key.id, tenant, &key.hash).await?;
+    Ok(key)
+}
 
 /// Stores a key's id and the hash of its secret for `tenant`.
 pub async fn insert_api_key(

@@ -10,9 +10,10 @@ use shadowbox_core::document::into_document;
 use shadowbox_core::{DeviceId, Document, TenantId};
 use shadowbox_db::desired::{DesiredChange, apply_desired_change};
 
-use crate::auth::Caller;
+use crate::auth::TenantScope;
 use crate::if_match::expected_version;
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, ClientProblem, Problem};
+use crate::routes::DevicePath;
 use crate::state::AppState;
 use crate::views::{DeviceResponse, DeviceView};
 
@@ -34,18 +35,17 @@ use crate::views::{DeviceResponse, DeviceView};
         (status = 413, description = "the body or the resulting document is too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "not an object, or nested too deep", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the device is decommissioned", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn patch(
-    caller: Caller,
+    TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
-    Path((tenant, device)): Path<(TenantId, DeviceId)>,
+    Path(DevicePath { device_id: device }): Path<DevicePath>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<DeviceResponse, ApiError> {
     write(
-        caller,
         &state,
         &tenant,
         &device,
@@ -74,18 +74,17 @@ pub(super) async fn patch(
         (status = 413, description = "the body or the document is too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "not an object, or nested too deep", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the device is decommissioned", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn put(
-    caller: Caller,
+    TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
-    Path((tenant, device)): Path<(TenantId, DeviceId)>,
+    Path(DevicePath { device_id: device }): Path<DevicePath>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<DeviceResponse, ApiError> {
     write(
-        caller,
         &state,
         &tenant,
         &device,
@@ -101,7 +100,6 @@ pub(super) async fn put(
 const ACCEPTED: [&str; 2] = ["application/json", "application/merge-patch+json"];
 
 async fn write(
-    caller: Caller,
     state: &AppState,
     tenant: &TenantId,
     device: &DeviceId,
@@ -109,7 +107,6 @@ async fn write(
     body: Value,
     change: fn(Document) -> DesiredChange,
 ) -> Result<DeviceResponse, ApiError> {
-    caller.require_tenant(tenant)?;
     let media_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

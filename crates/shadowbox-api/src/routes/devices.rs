@@ -6,8 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::Value;
+use shadowbox_core::DeviceId;
 use shadowbox_core::document::into_document;
-use shadowbox_core::{DeviceId, TenantId};
 use shadowbox_db::devices::{
     DeviceFilter, decommission_device, get_device, list_devices, register_device,
 };
@@ -15,9 +15,10 @@ use shadowbox_db::outbox::{OutboxFilter, list_rows};
 use shadowbox_db::tenants::tenant_exists;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Caller;
+use crate::auth::TenantScope;
 use crate::pagination::{CursorKind, Page, PageRequest};
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, ClientProblem, Problem};
+use crate::routes::DevicePath;
 use crate::state::AppState;
 use crate::views::{DeviceResponse, DeviceView, OutboxEntry};
 
@@ -44,16 +45,14 @@ pub(crate) struct RegisterDevice {
     responses(
         (status = 201, description = "registered; `ETag` is the desired version", body = DeviceView),
         (status = 409, description = "the device exists", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn register(
-    caller: Caller,
+    TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
-    Path(tenant): Path<TenantId>,
     Json(body): Json<RegisterDevice>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_tenant(&tenant)?;
     let device = DeviceId::parse(body.device_id)
         .map_err(|e| ApiError::bad_request(format!("device_id: {e}")))?;
     let desired = body.desired.map(into_document).transpose()?;
@@ -113,16 +112,14 @@ pub(crate) struct ListDevices {
     params(("tenant_id" = String, Path, description = "the tenant"), ListDevices),
     responses(
         (status = 200, description = "one page", body = Page<DeviceView>),
-        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn list(
-    caller: Caller,
+    TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
-    Path(tenant): Path<TenantId>,
     Query(query): Query<ListDevices>,
 ) -> Result<Json<Page<DeviceView>>, ApiError> {
-    caller.require_tenant(&tenant)?;
     let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Devices)?;
     if !tenant_exists(&state.pool, &tenant).await? {
         return Err(ApiError::not_found("tenant not found"));
@@ -151,15 +148,14 @@ pub(super) async fn list(
     ),
     responses(
         (status = 200, description = "the device; `ETag` is the desired version", body = DeviceView),
-        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn get(
-    caller: Caller,
+    TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
-    Path((tenant, device)): Path<(TenantId, DeviceId)>,
+    Path(DevicePath { device_id: device }): Path<DevicePath>,
 ) -> Result<DeviceResponse, ApiError> {
-    caller.require_tenant(&tenant)?;
     let record = get_device(&state.pool, &tenant, &device)
         .await?
         .ok_or_else(|| ApiError::not_found("device not found"))?;
@@ -179,15 +175,14 @@ pub(super) async fn get(
     ),
     responses(
         (status = 200, description = "decommissioned (now or before)", body = DeviceView),
-        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn decommission(
-    caller: Caller,
+    TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
-    Path((tenant, device)): Path<(TenantId, DeviceId)>,
+    Path(DevicePath { device_id: device }): Path<DevicePath>,
 ) -> Result<DeviceResponse, ApiError> {
-    caller.require_tenant(&tenant)?;
     let mut tx = state.pool.begin().await?;
     let (record, changed) = decommission_device(&mut tx, &tenant, &device).await?;
     tx.commit().await?;
@@ -220,16 +215,15 @@ pub(crate) struct ListDeliveries {
     ),
     responses(
         (status = 200, description = "one page, newest first", body = Page<OutboxEntry>),
-        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn deliveries(
-    caller: Caller,
+    TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
-    Path((tenant, device)): Path<(TenantId, DeviceId)>,
+    Path(DevicePath { device_id: device }): Path<DevicePath>,
     Query(query): Query<ListDeliveries>,
 ) -> Result<Json<Page<OutboxEntry>>, ApiError> {
-    caller.require_tenant(&tenant)?;
     let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Outbox)?;
     if get_device(&state.pool, &tenant, &device).await?.is_none() {
         return Err(ApiError::not_found("device not found"));

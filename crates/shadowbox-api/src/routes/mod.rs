@@ -1,17 +1,27 @@
 //! The routes of the contract, each documented for the OpenAPI document
-//! from the same code that serves it.
+//! from the same code that serves it. Every `/v1` handler takes its scope
+//! from an extractor of [`crate::auth`] (`TenantScope` or `AdminScope`),
+//! which authenticates the caller and checks the path's tenant first.
 
 mod desired;
 mod devices;
+mod operations;
 mod outbox;
 mod tenants;
 
+use serde::Deserialize;
+use shadowbox_core::DeviceId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
-use crate::{metrics, readiness};
+
+/// The `{device_id}` of a device route's path (its tenant is the scope's).
+#[derive(Deserialize)]
+struct DevicePath {
+    device_id: DeviceId,
+}
 
 /// Every route, with its OpenAPI description.
 pub(crate) fn api_router() -> OpenApiRouter<AppState> {
@@ -26,7 +36,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::deliveries))
         .routes(routes!(outbox::list))
         .routes(routes!(outbox::retry))
-        .routes(routes!(readiness::healthz))
-        .routes(routes!(readiness::readyz))
-        .routes(routes!(metrics::metrics))
+        .routes(routes!(operations::healthz))
+        .routes(routes!(operations::readyz))
+        .routes(routes!(operations::metrics))
 }

@@ -3,14 +3,13 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
-use shadowbox_core::TenantId;
 use shadowbox_db::outbox::{OutboxFilter, list_rows, revive_dead};
 use shadowbox_db::tenants::tenant_exists;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Caller;
+use crate::auth::TenantScope;
 use crate::pagination::{CursorKind, Page, PageRequest};
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, ClientProblem, Problem};
 use crate::state::AppState;
 use crate::views::OutboxEntry;
 
@@ -61,16 +60,14 @@ pub(crate) struct ListOutbox {
     params(("tenant_id" = String, Path, description = "the tenant"), ListOutbox),
     responses(
         (status = 200, description = "one page, newest first", body = Page<OutboxEntry>),
-        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn list(
-    caller: Caller,
+    TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
-    Path(tenant): Path<TenantId>,
     Query(query): Query<ListOutbox>,
 ) -> Result<Json<Page<OutboxEntry>>, ApiError> {
-    caller.require_tenant(&tenant)?;
     let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Outbox)?;
     if !tenant_exists(&state.pool, &tenant).await? {
         return Err(ApiError::not_found("tenant not found"));
@@ -88,6 +85,12 @@ pub(super) async fn list(
     ))
 }
 
+/// The `{id}` of an outbox row's path.
+#[derive(Deserialize)]
+pub(super) struct OutboxRowPath {
+    id: i64,
+}
+
 /// Puts a `dead` row back to `pending`, due now, attempts reset.
 #[utoipa::path(
     post,
@@ -101,15 +104,14 @@ pub(super) async fn list(
     responses(
         (status = 200, description = "the row, pending again", body = OutboxEntry),
         (status = 409, description = "the row is not dead", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn retry(
-    caller: Caller,
+    TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
-    Path((tenant, id)): Path<(TenantId, i64)>,
+    Path(OutboxRowPath { id }): Path<OutboxRowPath>,
 ) -> Result<Json<OutboxEntry>, ApiError> {
-    caller.require_tenant(&tenant)?;
     let mut tx = state.pool.begin().await?;
     let row = revive_dead(&mut tx, Some(&tenant), id).await?;
     tx.commit().await?;

@@ -1,13 +1,11 @@
 //! Admin routes: tenants and their API keys.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use shadowbox_core::TenantId;
 
-use crate::auth::Caller;
-use crate::keys;
-use crate::problem::{ApiError, Problem};
+use crate::auth::AdminScope;
+use crate::problem::{ApiError, ClientProblem, Problem};
 use crate::state::AppState;
 use crate::views::{ApiKeyView, TenantView};
 
@@ -21,15 +19,13 @@ use crate::views::{ApiKeyView, TenantView};
     responses(
         (status = 201, description = "created", body = TenantView),
         (status = 200, description = "already existed", body = TenantView),
-        (status = "4XX", description = "problem", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn put_tenant(
-    caller: Caller,
+    AdminScope { tenant }: AdminScope,
     State(state): State<AppState>,
-    Path(tenant): Path<TenantId>,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
-    caller.require_admin()?;
     let created = shadowbox_db::tenants::create_tenant(&state.pool, &tenant).await?;
     if created {
         tracing::info!(tenant = %tenant, "tenant created");
@@ -56,16 +52,15 @@ pub(super) async fn put_tenant(
     params(("tenant_id" = String, Path, description = "the tenant")),
     responses(
         (status = 201, description = "created; `secret` is never shown again", body = ApiKeyView),
-        (status = "4XX", description = "problem (404: no such tenant)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
     )
 )]
 pub(super) async fn create_api_key(
-    caller: Caller,
+    AdminScope { tenant }: AdminScope,
     State(state): State<AppState>,
-    Path(tenant): Path<TenantId>,
 ) -> Result<(StatusCode, Json<ApiKeyView>), ApiError> {
-    caller.require_admin()?;
-    let key = keys::create_api_key(&state.pool, &tenant).await?;
+    let key = shadowbox_db::api_keys::create_api_key(&state.pool, &tenant).await?;
     tracing::info!(tenant = %tenant, key.id = %key.id, "api key created");
     Ok((
         StatusCode::CREATED,

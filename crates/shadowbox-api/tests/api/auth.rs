@@ -165,7 +165,7 @@ async fn without_an_admin_token_admin_routes_are_disabled() {
     shadowbox_db::tenants::create_tenant(&app.db.pool, &tenant)
         .await
         .unwrap();
-    let key = shadowbox_api::create_api_key(&app.db.pool, &tenant)
+    let key = shadowbox_db::api_keys::create_api_key(&app.db.pool, &tenant)
         .await
         .unwrap();
     let listing = app
@@ -188,7 +188,7 @@ async fn the_key_secret_is_stored_in_no_table() {
     let app = spawn_app().await;
     let via_route = app.tenant_with_key("acme").await;
     let tenant = shadowbox_core::TenantId::parse("acme").unwrap();
-    let via_cli = shadowbox_api::create_api_key(&app.db.pool, &tenant)
+    let via_cli = shadowbox_db::api_keys::create_api_key(&app.db.pool, &tenant)
         .await
         .unwrap();
     app.register(&via_route, "acme", "d1", Some(json!({"a": 1})))
