@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,16 +14,37 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// The labels of a request.
+/// The labels of a request. Every value comes from a small fixed set, so
+/// whatever clients send (before they are even authenticated), the
+/// metrics cannot grow without bound.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// HTTP method.
-    pub method: String,
-    /// Route template (`/v1/tenants/{tenant_id}/devices`), or `unmatched`,
-    /// so label values stay few whatever clients send.
+    /// HTTP method: one of the standard ones, or `other` ([`method_label`]).
+    pub method: &'static str,
+    /// Route template (`/v1/tenants/{tenant_id}/devices`), or `unmatched`.
     pub route: String,
     /// HTTP status code.
     pub status: u16,
+}
+
+/// The `method` label of `method`: the standard methods by name (`GET`,
+/// ...), any other as `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    STANDARD
+        .iter()
+        .find(|standard| *standard == method)
+        .map_or("other", Method::as_str)
 }
 
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
@@ -70,7 +92,7 @@ pub(crate) async fn track(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -87,4 +109,19 @@ pub(crate) async fn track(
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_keep_their_name_and_others_fold() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for other in ["FOO", "get", "PROPFIND", "other"] {
+            let method = Method::from_bytes(other.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{other}");
+        }
+    }
 }

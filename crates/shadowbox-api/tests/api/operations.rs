@@ -121,6 +121,51 @@ async fn metrics_count_requests_by_route_template() {
     assert!(text.trim_end().ends_with("# EOF"));
 }
 
+/// Random methods, sent before any authentication, must not grow
+/// `/metrics`: every method outside the standard ones shares the label
+/// `other`.
+#[tokio::test]
+async fn unknown_methods_share_one_metric_label() {
+    let app = spawn_app().await;
+    let paths = ["/v1/tenants/acme/devices", "/healthz", "/no/such/route"];
+    let methods: Vec<Method> = (0..40)
+        .map(|_| {
+            let name = format!("X{}", uuid::Uuid::new_v4().simple()).to_uppercase();
+            Method::from_bytes(name.as_bytes()).unwrap()
+        })
+        .collect();
+    for method in &methods {
+        for path in paths {
+            let response = app.send(method.clone(), path, None, None).await;
+            assert!(response.status().is_client_error(), "{method} {path}");
+        }
+    }
+    let metrics = app.send(Method::GET, "/metrics", None, None).await;
+    let text = metrics.text().await.unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("shadowbox_api_requests_total{"))
+        .collect();
+    let labels: std::collections::BTreeSet<&str> = series
+        .iter()
+        .filter_map(|l| l.split("method=\"").nth(1)?.split('"').next())
+        .collect();
+    let standard = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    assert!(
+        labels.iter().all(|l| *l == "other" || standard.contains(l)),
+        "{labels:?}"
+    );
+    let folded: f64 = series
+        .iter()
+        .filter(|l| l.contains("method=\"other\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(folded, (methods.len() * paths.len()) as f64, "{text}");
+    assert!(series.len() <= paths.len() * 2, "{series:#?}");
+}
+
 #[tokio::test]
 async fn openapi_lists_every_route() {
     let app = spawn_app().await;
