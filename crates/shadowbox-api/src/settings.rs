@@ -8,6 +8,13 @@ use std::time::Duration;
 use shadowbox_core::DocumentLimits;
 use shadowbox_mqtt::MqttConfig;
 
+/// How long `/readyz` waits for the database and the broker unless told
+/// otherwise.
+pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a `/readyz` result is reused unless told otherwise.
+pub const DEFAULT_READINESS_CACHE: Duration = Duration::from_secs(1);
+
 /// How the API runs.
 #[derive(Clone)]
 pub struct ApiSettings {
@@ -33,7 +40,8 @@ pub struct ApiSettings {
 }
 
 impl ApiSettings {
-    /// Defaults: document limits of 64 KiB and depth 16, admin routes
+    /// Settings for `http_addr` and the brokers of `mqtt` with every other
+    /// value at its default: the default document limits, admin routes
     /// disabled, a 2 s readiness timeout cached for 1 s.
     pub fn new(http_addr: SocketAddr, mqtt: MqttConfig) -> Self {
         let limits = DocumentLimits::default();
@@ -43,8 +51,8 @@ impl ApiSettings {
             limits,
             max_body_bytes: body_limit_for(&limits),
             mqtt,
-            readiness_timeout: Duration::from_secs(2),
-            readiness_cache: Duration::from_secs(1),
+            readiness_timeout: DEFAULT_READINESS_TIMEOUT,
+            readiness_cache: DEFAULT_READINESS_CACHE,
         }
     }
 }
