@@ -134,6 +134,54 @@ async fn a_tenant_key_cannot_see_other_tenants() {
     );
 }
 
+/// The scope is checked before the rest of the request is read: another
+/// tenant's paths answer 404 whatever else is wrong with the request, so
+/// not even the validation of a path, query or body tells a key anything.
+#[tokio::test]
+async fn another_tenants_paths_answer_404_before_anything_else() {
+    let app = spawn_app().await;
+    let acme = app.tenant_with_key("acme").await;
+    app.tenant_with_key("globex").await;
+    let malformed = [
+        app.request(Method::GET, "/v1/tenants/globex/devices/a+b", Some(&acme)),
+        app.request(
+            Method::POST,
+            "/v1/tenants/globex/outbox/abc/retry",
+            Some(&acme),
+        ),
+        app.request(
+            Method::GET,
+            "/v1/tenants/globex/devices?limit=0&status=bogus",
+            Some(&acme),
+        ),
+        app.request(Method::POST, "/v1/tenants/globex/devices", Some(&acme))
+            .header("content-type", "text/plain")
+            .body("{"),
+        app.request(
+            Method::PATCH,
+            "/v1/tenants/globex/devices/d1/desired",
+            Some(&acme),
+        )
+        .header("content-type", "application/json")
+        .body("[1]"),
+    ];
+    for request in malformed {
+        let response = request.send().await.unwrap();
+        let problem = expect_problem(response, StatusCode::NOT_FOUND).await;
+        assert_eq!(problem["detail"], "tenant not found");
+    }
+    // Its own tenant's malformed requests are refused for what they are.
+    let own = app
+        .send(
+            Method::GET,
+            "/v1/tenants/acme/devices/a+b",
+            Some(&acme),
+            None,
+        )
+        .await;
+    expect_problem(own, StatusCode::BAD_REQUEST).await;
+}
+
 #[tokio::test]
 async fn admin_routes_need_the_admin_token() {
     let app = spawn_app().await;
