@@ -6,9 +6,10 @@
 //!   unreachable, and the process waits to reach it again. The n-th delay
 //!   is `min(100 ms × 2^(n-1), 5 s)` plus a random 0–100 % of itself, so
 //!   replicas that lost a server together do not come back in lockstep; it
-//!   never gives up. The relay's publisher, the ingester (its broker
-//!   connection and its database writes) and the simulator's devices all
-//!   wait this way, and start over from 100 ms once they are through.
+//!   never gives up. Every MQTT client (the relay's publisher, the
+//!   ingester, the simulator's devices) waits this way between brokers
+//!   through `shadowbox_mqtt::failover`, and the ingester between attempts
+//!   of a database write; each starts over from 100 ms once through.
 //!   Nothing is persisted: a row whose publish an outage interrupted is due
 //!   again at once and never counts towards `dead`.
 //! - **Refusal backoff** ([`RefusalBackoff`]): the broker was reachable but
@@ -18,7 +19,10 @@
 //!   [0.5, 1), and after `max_attempts` refusals it becomes `dead`. The
 //!   relay computes it in the statement that records the refusal
 //!   (`shadowbox_db::relay::mark_failed`), so a batch of refused rows is
-//!   settled in one UPDATE, each row with its own jitter.
+//!   settled in one UPDATE, each row with its own jitter. A broker that
+//!   only defers a publish (MQTT 5 quota exceeded) gets the same delays
+//!   without ever making the row `dead`; a row too large for the broker is
+//!   `dead` at its first refusal.
 //!
 //! Neither is how a `dead` row comes back: an operator revives it (`POST
 //! .../outbox/{id}/retry`, `shadowbox outbox retry`), which makes it
