@@ -55,7 +55,7 @@ pub struct CommonArgs {
     #[arg(
         long,
         env = "SHADOWBOX_MQTT_PROTOCOL",
-        default_value = "5",
+        default_value_t = shadowbox_mqtt::Protocol::default(),
         global = true
     )]
     pub mqtt_protocol: shadowbox_mqtt::Protocol,

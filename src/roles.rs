@@ -308,6 +308,9 @@ pub async fn ingest(common: &CommonArgs, command: &IngestCommand) -> anyhow::Res
     shadowbox_ingest::run(settings, pool, metrics, shutdown).await
 }
 
+/// How long `forget-session` waits for each broker.
+const FORGET_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `shadowbox ingest forget-session`: a clean start under `client_id` on
 /// every broker, so none keeps that session.
 async fn forget_session(common: &CommonArgs, client_id: &str, json: bool) -> anyhow::Result<()> {
@@ -318,7 +321,7 @@ async fn forget_session(common: &CommonArgs, client_id: &str, json: bool) -> any
             &mqtt,
             broker,
             client_id,
-            Duration::from_secs(10),
+            FORGET_SESSION_TIMEOUT,
         )
         .await;
         results.push((broker.to_string(), outcome));
