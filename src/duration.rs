@@ -1,4 +1,5 @@
-//! Durations on the command line: `500ms`, `10s`, `5m`, `12h`, `7d`.
+//! Durations on the command line: `500ms`, `10s`, `5m`, `12h`, `7d`, at
+//! most [`MAX`].
 
 use std::time::Duration;
 
@@ -10,6 +11,14 @@ const UNITS: [(&str, u64); 5] = [
     ("s", 1_000),
     ("ms", 1),
 ];
+
+/// The longest duration accepted: 36500 days (100 years). Every duration
+/// is added to or subtracted from the current time (a deadline, a backoff,
+/// the cut-off of `--since`, `--older-than` and the outbox retention), and
+/// chrono panics, and PostgreSQL refuses, when that leaves the calendar
+/// they can represent. A century keeps every such sum far inside both and
+/// is longer than any age or timeout that makes sense here.
+pub const MAX: Duration = Duration::from_secs(36_500 * 86_400);
 
 /// Renders `duration` as [`parse`] reads it, in the largest unit that
 /// holds it whole (`0ms` for zero; below a millisecond is dropped): how
@@ -23,22 +32,28 @@ pub fn format(duration: Duration) -> String {
     format!("{}{unit}", millis / length)
 }
 
-/// Parses a number followed by a unit (`ms`, `s`, `m`, `h`, `d`).
+/// Parses a number followed by a unit (`ms`, `s`, `m`, `h`, `d`), refusing
+/// anything longer than [`MAX`].
 pub fn parse(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{text:?} has no unit (use ms, s, m, h or d)"))?;
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    if number.is_empty() {
+        return Err(format!("{text:?} does not start with a number"));
+    }
     let (_, millis_per_unit) = UNITS
         .into_iter()
         .find(|&(name, _)| name == unit)
         .ok_or_else(|| format!("unknown unit {unit:?} (use ms, s, m, h or d)"))?;
-    Ok(Duration::from_millis(
-        number.saturating_mul(millis_per_unit),
-    ))
+    // All digits: a number that does not parse is too large for a u64.
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(millis_per_unit))
+        .map(Duration::from_millis)
+        .filter(|duration| *duration <= MAX)
+        .ok_or_else(|| format!("{text:?} is too long: at most 36500d (100 years)"))
 }
 
 #[cfg(test)]
@@ -76,5 +91,24 @@ mod tests {
         for bad in ["10", "s", "1.5s", "10 s", "3w", ""] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn refuses_more_than_a_century() {
+        assert_eq!(parse("36500d"), Ok(MAX));
+        assert_eq!(parse("3153600000000ms"), Ok(MAX));
+        for long in [
+            "36501d",
+            "3153600000001ms",
+            "100000000d",
+            "213503982335d",
+            "99999999999999999999d",
+        ] {
+            let error = parse(long).unwrap_err();
+            assert!(error.contains("too long"), "{long}: {error}");
+        }
+        let max = chrono::Duration::from_std(MAX).unwrap();
+        assert!(chrono::Utc::now().checked_sub_signed(max).is_some());
+        assert!(chrono::Utc::now().checked_add_signed(max).is_some());
     }
 }

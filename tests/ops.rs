@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
-use shadowbox_testkit::{Fleet, PATIENCE, TestDb, run_bounded};
+use shadowbox_testkit::{Fleet, PATIENCE, TestDb, free_port, run_bounded};
 
 /// Runs `shadowbox <args>` on `db` and parses its `--json` output.
 fn shadowbox_json(db: &TestDb, args: &[&str]) -> Value {
@@ -175,5 +175,51 @@ async fn resync_enqueues_every_active_device_with_desired_state() {
     assert_eq!(
         shadowbox_json(&db, &["outbox", "resync", "--tenant", "other"]),
         json!({"enqueued": 0})
+    );
+}
+
+/// A duration too long to subtract from now is refused when the command
+/// line is read, by the commands that take an age and by the relay's
+/// retention alike; none of them panics later (chrono panics on a date
+/// before its calendar).
+#[tokio::test]
+async fn durations_past_a_century_are_refused_when_read() {
+    let db = TestDb::new().await;
+    let cases: [(&[&str], Option<&str>); 3] = [
+        (&["outbox", "purge", "--older-than", "100000000d"], None),
+        (&["outbox", "list", "--since", "100000000d"], None),
+        (&["relay"], Some("SHADOWBOX_OUTBOX_RETENTION")),
+    ];
+    for (args, variable) in cases {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shadowbox"));
+        command
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("MQTT_URL", format!("mqtt://127.0.0.1:{}", free_port()))
+            .env("RUST_LOG", "warn");
+        if let Some(variable) = variable {
+            command.env(variable, "100000000d");
+        }
+        let output = run_bounded(&mut command, PATIENCE);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?} {variable:?}: a usage error, at once: {stderr}"
+        );
+        assert!(
+            stderr.contains("\"100000000d\" is too long: at most 36500d (100 years)"),
+            "{args:?} {variable:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // The longest accepted age works.
+    assert_eq!(
+        shadowbox_json(&db, &["outbox", "purge", "--older-than", "36500d"]),
+        json!({"deleted": 0})
+    );
+    assert_eq!(
+        shadowbox_json(&db, &["outbox", "list", "--since", "36500d"]),
+        json!([])
     );
 }
