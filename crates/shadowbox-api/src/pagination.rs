@@ -3,10 +3,13 @@
 //! pass back as `cursor` (with the same filters) for the next page. A
 //! cursor encodes the position after the page's last item (a device id, an
 //! outbox id), so pages neither skip nor repeat items when rows are added.
+//! A cursor whose position is not one its list could have given out (say,
+//! a device id with a NUL byte) is refused with 400 before any query.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
+use shadowbox_core::DeviceId;
 use utoipa::ToSchema;
 
 use crate::problem::ApiError;
@@ -40,6 +43,15 @@ impl CursorKind {
         match self {
             Self::Devices => "d",
             Self::Outbox => "o",
+        }
+    }
+
+    /// Whether `position` is one this list gives out: a valid device id,
+    /// an outbox row id.
+    fn holds(self, position: &str) -> bool {
+        match self {
+            Self::Devices => DeviceId::parse(position).is_ok(),
+            Self::Outbox => position.parse::<i64>().is_ok(),
         }
     }
 }
@@ -115,6 +127,7 @@ fn decode(cursor: &str, kind: CursorKind) -> Result<String, ApiError> {
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|s| Some(s.strip_prefix(kind.tag())?.strip_prefix(':')?.to_owned()))
+        .filter(|position| kind.holds(position))
         .ok_or_else(invalid_cursor)
 }
 
@@ -132,6 +145,21 @@ mod tests {
         assert_eq!(decode(&cursor, CursorKind::Devices).unwrap(), "pump-7");
         assert!(decode(&cursor, CursorKind::Outbox).is_err());
         assert!(decode("!!", CursorKind::Devices).is_err());
+    }
+
+    #[test]
+    fn positions_a_list_never_gives_out_are_refused() {
+        // "d:\0", "d:", "o:x": a NUL byte, an empty id, not a row id.
+        for (cursor, kind) in [
+            ("ZDoA", CursorKind::Devices),
+            (&encode("", CursorKind::Devices), CursorKind::Devices),
+            (&encode("a/b", CursorKind::Devices), CursorKind::Devices),
+            (&encode("x", CursorKind::Outbox), CursorKind::Outbox),
+        ] {
+            assert!(decode(cursor, kind).is_err(), "{cursor}");
+        }
+        let outbox = encode("42", CursorKind::Outbox);
+        assert_eq!(decode(&outbox, CursorKind::Outbox).unwrap(), "42");
     }
 
     #[test]

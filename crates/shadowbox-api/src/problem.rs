@@ -209,6 +209,11 @@ impl From<DocumentError> for ApiError {
                 "document-too-deep",
                 "Document nested too deep",
             ),
+            DocumentError::HoldsNul(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "document-holds-nul",
+                "Document holds a NUL character",
+            ),
         };
         Self::new(status, slug, title, err.to_string())
     }

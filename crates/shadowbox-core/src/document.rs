@@ -1,4 +1,6 @@
-//! Shadow documents and the limits every stored document obeys.
+//! Shadow documents and the rules every stored document obeys: its size
+//! and depth limits, and no NUL character (PostgreSQL's `jsonb`, like its
+//! `text`, cannot hold `\u0000`).
 
 use serde_json::{Map, Value};
 
@@ -53,6 +55,10 @@ pub enum DocumentError {
         /// The limit it broke.
         limit: usize,
     },
+    /// A key or a string value holds a NUL character (`\u0000`), which
+    /// PostgreSQL cannot store.
+    #[error("the document holds a NUL character (\\u0000) in {0}, which cannot be stored")]
+    HoldsNul(&'static str),
 }
 
 /// The JSON type name of `value`, for error messages.
@@ -77,9 +83,30 @@ pub fn depth(value: &Value) -> usize {
     }
 }
 
+/// Where `value` holds a NUL character: `"a key"` or `"a string"`.
+fn nul_in(value: &Value) -> Option<&'static str> {
+    match value {
+        Value::Object(map) => nul_in_map(map),
+        Value::Array(items) => items.iter().find_map(nul_in),
+        Value::String(s) => s.contains('\0').then_some("a string"),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
+    }
+}
+
+fn nul_in_map(map: &Document) -> Option<&'static str> {
+    map.iter().find_map(|(key, value)| {
+        if key.contains('\0') {
+            Some("a key")
+        } else {
+            nul_in(value)
+        }
+    })
+}
+
 impl DocumentLimits {
-    /// Checks `doc` against the limits and returns its serialized form, so
-    /// callers that store or publish it do not serialize it twice.
+    /// Checks `doc` against the rules (depth, no NUL, size) and returns its
+    /// serialized form, so callers that store or publish it do not
+    /// serialize it twice.
     pub fn check(&self, doc: &Document) -> Result<Vec<u8>, DocumentError> {
         let depth = 1 + doc.values().map(depth).max().unwrap_or(0);
         if depth > self.max_depth {
@@ -87,6 +114,9 @@ impl DocumentLimits {
                 depth,
                 limit: self.max_depth,
             });
+        }
+        if let Some(place) = nul_in_map(doc) {
+            return Err(DocumentError::HoldsNul(place));
         }
         let bytes = serde_json::to_vec(doc).expect("a JSON map always serializes");
         if bytes.len() > self.max_bytes {
@@ -159,6 +189,23 @@ mod tests {
                 limit: 20
             })
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_wherever_they_are() {
+        let limits = DocumentLimits::default();
+        for (doc, place) in [
+            (json!({"a\u{0}b": 1}), "a key"),
+            (json!({"s": "a\u{0}"}), "a string"),
+            (json!({"n": {"deep": ["x", {"k\u{0}": null}]}}), "a key"),
+            (json!({"n": [[1, "\u{0}"]]}), "a string"),
+        ] {
+            let doc = into_document(doc).unwrap();
+            assert_eq!(limits.check(&doc), Err(DocumentError::HoldsNul(place)));
+        }
+        // An escaped backslash followed by "u0000" is not a NUL character.
+        let text = into_document(json!({"s": "\\u0000", "u0000": "0"})).unwrap();
+        assert!(limits.check(&text).is_ok());
     }
 
     #[test]

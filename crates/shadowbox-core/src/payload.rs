@@ -170,7 +170,7 @@ mod tests {
             max_bytes: 64,
             max_depth: 3,
         };
-        let cases: [(&[u8], &str); 9] = [
+        let cases: [(&[u8], &str); 10] = [
             (b"not json", "invalid_json"),
             (b"[1]", "invalid_shape"),
             (br#"{"version": 1}"#, "invalid_shape"),
@@ -182,6 +182,8 @@ mod tests {
                 br#"{"reported": {"a": {"b": {"c": {}}}}}"#,
                 "document_limits",
             ),
+            // PostgreSQL cannot store it: refused before any write.
+            (br#"{"reported": {"s": "\u0000"}}"#, "document_limits"),
             (&[b' '; 400], "too_large"),
         ];
         for (payload, reason) in cases {

@@ -1,8 +1,9 @@
 //! Writing a batch: one statement, tried again with the reconnect backoff
-//! while the database is unreachable. A document the database refuses (a data exception, such
-//! as a `\u0000` that `jsonb` cannot store) is isolated by writing the
-//! batch one update at a time, so it is dropped instead of blocking every
-//! other device forever.
+//! while the database is unreachable. A document the database refuses
+//! anyway (a data exception the document rules did not foresee, such as a
+//! character a database in another encoding cannot hold; a `\u0000` never
+//! gets here) is isolated by writing the batch one update at a time, so it
+//! is dropped instead of blocking every other device forever.
 
 use std::time::{Duration, Instant};
 

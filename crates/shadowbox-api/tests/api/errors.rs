@@ -179,6 +179,79 @@ async fn document_limits_answer_413_and_422() {
     assert_eq!(ok.status(), StatusCode::OK);
 }
 
+/// PostgreSQL cannot store `\u0000`: a NUL character anywhere in the
+/// resulting document answers 422 on every write route and writes nothing.
+#[tokio::test]
+async fn nul_characters_in_documents_answer_422_on_every_write() {
+    let (app, key) = app_with_device().await;
+    let nul_documents = [
+        json!({"s": "a\u{0}b"}),
+        json!({"a\u{0}": 1}),
+        json!({"deep": [{"x": ["\u{0}"]}]}),
+    ];
+    for document in nul_documents {
+        let writes = [
+            (
+                Method::POST,
+                "/v1/tenants/acme/devices",
+                json!({"device_id": "d2", "desired": document}),
+            ),
+            (Method::PATCH, PATH, document.clone()),
+            (Method::PUT, PATH, document.clone()),
+        ];
+        for (method, path, body) in writes {
+            let response = app.send(method.clone(), path, Some(&key), Some(body)).await;
+            let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+            assert_eq!(
+                problem["type"], "urn:shadowbox:problem:document-holds-nul",
+                "{method} {path}: {problem}"
+            );
+        }
+    }
+    // Deleting a key that cannot exist leaves a storable document.
+    let response = app
+        .send(
+            Method::PATCH,
+            PATH,
+            Some(&key),
+            Some(json!({"k\u{0}": null})),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let device = app
+        .send(Method::GET, "/v1/tenants/acme/devices/d1", Some(&key), None)
+        .await;
+    let device = crate::helpers::expect_json(device, StatusCode::OK).await;
+    assert_eq!(
+        (&device["desired"], &device["desired_version"]),
+        (&json!({"a": 1}), &json!(1))
+    );
+    let missing = app
+        .send(Method::GET, "/v1/tenants/acme/devices/d2", Some(&key), None)
+        .await;
+    expect_problem(missing, StatusCode::NOT_FOUND).await;
+}
+
+/// A cursor that decodes to a position its list never gives out (here
+/// `d:` followed by a NUL byte) answers 400, not a database error.
+#[tokio::test]
+async fn cursors_with_impossible_positions_answer_400() {
+    let (app, key) = app_with_device().await;
+    for path in [
+        "/v1/tenants/acme/devices?cursor=ZDoA",
+        "/v1/tenants/acme/devices?cursor=ZDo",
+        "/v1/tenants/acme/outbox?cursor=bzpB",
+        "/v1/tenants/acme/devices/d1/deliveries?cursor=bzoA",
+    ] {
+        let response = app.send(Method::GET, path, Some(&key), None).await;
+        let problem = expect_problem(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(
+            problem["detail"], "the cursor is not one this list gave out",
+            "{path}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn router_rejections_are_problems() {
     let (app, key) = app_with_device().await;

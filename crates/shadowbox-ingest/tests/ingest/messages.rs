@@ -143,7 +143,24 @@ async fn interleaved_versions_of_many_devices_in_one_batch_keep_the_newest() {
 async fn bad_input_is_dropped_counted_acknowledged_and_blocks_nobody() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
-    let fleet = Fleet::register_ids(&db.pool, "acme", ["good", "retired", "nul"]).await;
+    let fleet = Fleet::register_ids(&db.pool, "acme", ["good", "retired", "nul", "refused"]).await;
+    // Stands in for a document the database itself refuses (a character a
+    // database in another encoding cannot hold, say): a data exception the
+    // ingester's own rules did not foresee.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.reported_state ? 'refuse_me' THEN
+             RAISE EXCEPTION 'refused' USING ERRCODE = 'data_exception';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_marked BEFORE UPDATE ON device_state
+           FOR EACH ROW EXECUTE FUNCTION refuse_marked();",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     {
         let mut conn = db.pool.acquire().await.unwrap();
         shadowbox_db::devices::decommission_device(
@@ -183,12 +200,18 @@ async fn bad_input_is_dropped_counted_acknowledged_and_blocks_nobody() {
             "tenant/acme/device/not valid!/shadow/reported".to_owned(),
             reported(json!({}), 1),
         ),
-        // jsonb cannot store \u0000: the database refuses it. Another
-        // device, so the good message cannot supersede it in its batch.
+        // jsonb cannot store \u0000: refused before the database sees it.
         (
-            "db_rejected",
+            "document_limits",
             reported_topic("acme", "nul"),
             reported(json!({"s": "a\u{0}b"}), 1),
+        ),
+        // Another device, so the good message cannot supersede it in its
+        // batch.
+        (
+            "db_rejected",
+            reported_topic("acme", "refused"),
+            reported(json!({"refuse_me": true}), 1),
         ),
     ];
     let mut version = 0;
@@ -227,10 +250,12 @@ async fn bad_input_is_dropped_counted_acknowledged_and_blocks_nobody() {
             )
             .await;
     }
-    assert_eq!(message_count(&ingester, "invalid"), 7.0);
+    assert_eq!(message_count(&ingester, "invalid"), 8.0);
     let retired = fleet.record("retired").await;
     assert_eq!((retired.reported_version, retired.last_seen), (0, None));
-    assert_eq!(fleet.record("nul").await.reported_version, 0);
+    for refused in ["nul", "refused"] {
+        assert_eq!(fleet.record(refused).await.reported_version, 0);
+    }
     ingester
         .wait_metric("shadowbox_ingest_pending_messages", 0.0)
         .await;
