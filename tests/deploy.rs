@@ -4,11 +4,15 @@
 //!   environment, healthchecks and start order;
 //! - the API healthcheck command really tells a healthy server from an
 //!   unhealthy or absent one;
-//! - `deploy/mosquitto/` (config, password file, ACL) loads in a real
-//!   Mosquitto, whose own compose healthcheck passes, and whose ACLs give
-//!   each device its own topics only and each service account what it
-//!   needs. Clients are `mosquitto_pub` / `mosquitto_sub`, as an operator
-//!   would use them;
+//! - `deploy/mosquitto/` (config, password files, ACLs) loads in a real
+//!   Mosquitto, whose own compose healthcheck passes; each account logs in
+//!   on its own listener only; the ACLs give each device its own topics
+//!   only and each service account what it needs; no device can take over
+//!   another device's session or a service's, whatever client id it sends;
+//!   and MQTT 5 clients are given room for the relay's in-flight window.
+//!   Clients are `mosquitto_pub` / `mosquitto_sub`, as an operator would
+//!   use them, and rumqttc (what shadowbox itself speaks) where a session
+//!   must be held open or a CONNACK read;
 //! - Prometheus and Grafana run the repository's `deploy/prometheus/` and
 //!   `deploy/grafana/` (mounted read-only), Prometheus scrapes every
 //!   shadowbox process on the port it serves metrics on, the dashboards are
@@ -27,6 +31,9 @@ use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use rumqttc::{
+    Client, ConnectReturnCode, Connection, Event, MqttOptions, Packet, RecvTimeoutError,
+};
 use serde_norway::Value;
 use shadowbox_mqtt::BrokerAddress;
 use shadowbox_testkit::{ChildProcess, eventually_blocking, free_port};
@@ -35,6 +42,10 @@ use shadowbox_testkit::{ChildProcess, eventually_blocking, free_port};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a subscriber waits for a message it expects.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The broker's listener for devices (published by compose).
+const DEVICES_PORT: u16 = 1883;
+/// The broker's listener for shadowbox's services (compose network only).
+const SERVICES_PORT: u16 = 1884;
 
 fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -92,7 +103,11 @@ fn env_default(compose: &Value, service: &str, name: &str) -> String {
 fn mqtt_login(compose: &Value, service: &str) -> Login {
     let url = env_default(compose, service, "MQTT_URL");
     let address: BrokerAddress = url.parse().expect("MQTT_URL parses");
-    assert_eq!((address.host.as_str(), address.port), ("mosquitto", 1883));
+    assert_eq!(
+        (address.host.as_str(), address.port),
+        ("mosquitto", SERVICES_PORT),
+        "{service} uses the services listener"
+    );
     let user = address.user.expect("MQTT_URL names a user");
     let password = url
         .split_once("://")
@@ -100,7 +115,11 @@ fn mqtt_login(compose: &Value, service: &str) -> Login {
         .and_then(|(login, _)| login.split_once(':'))
         .map(|(_, password)| password.to_owned())
         .expect("MQTT_URL carries a password");
-    Login { user, password }
+    Login {
+        user,
+        password,
+        listener: Listener::Services,
+    }
 }
 
 #[test]
@@ -190,6 +209,11 @@ fn compose_wires_every_service() {
         "shadowbox-ingest-0",
         "a fixed id: the broker keeps the ingester's session under it"
     );
+    assert_eq!(
+        strings(&compose["services"]["mosquitto"]["ports"], "ports"),
+        [format!("{DEVICES_PORT}:{DEVICES_PORT}")],
+        "only the devices listener is published"
+    );
 
     for service in ["postgres", "mosquitto", "api", "relay", "ingest"] {
         let check = &compose["services"][service]["healthcheck"];
@@ -267,33 +291,53 @@ fn run_bounded(command: &mut Command) -> ExitStatus {
     shadowbox_testkit::run_bounded(command, COMMAND_TIMEOUT).status
 }
 
-/// A broker account.
+/// The broker's two listeners, each with its own accounts and ACL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// Devices; client ids are replaced by usernames.
+    Devices,
+    /// shadowbox's services.
+    Services,
+}
+
+/// A broker account, and the listener it logs in on.
 #[derive(Debug, Clone)]
 struct Login {
     user: String,
     password: String,
+    listener: Listener,
 }
 
 impl Login {
-    fn new(user: &str, password: &str) -> Self {
+    fn device(user: &str, password: &str) -> Self {
         Self {
             user: user.to_owned(),
             password: password.to_owned(),
+            listener: Listener::Devices,
+        }
+    }
+
+    /// The same account trying the other listener.
+    fn on(&self, listener: Listener) -> Self {
+        Self {
+            listener,
+            ..self.clone()
         }
     }
 }
 
 /// The repository's broker configuration in a private folder, running on
-/// a free port; the broker is killed and the folder removed when dropped.
+/// free ports; the broker is killed and the folder removed when dropped.
 struct Broker {
     dir: PathBuf,
-    port: u16,
+    devices_port: u16,
+    services_port: u16,
     child: ChildProcess,
 }
 
 impl Broker {
     /// Loads `deploy/mosquitto/` with its paths moved into a private
-    /// folder and its listener moved to a free port on 127.0.0.1.
+    /// folder and its listeners moved to free ports on 127.0.0.1.
     fn start() -> Self {
         let dir = std::env::temp_dir().join(format!(
             "shadowbox-deploy-{}-{}",
@@ -301,18 +345,25 @@ impl Broker {
             free_port()
         ));
         std::fs::create_dir_all(dir.join("data")).expect("create broker dir");
-        let port = free_port();
+        let (devices_port, services_port) = (free_port(), free_port());
         let original =
             std::fs::read_to_string(repo_file("deploy/mosquitto/mosquitto.conf")).expect("conf");
+        let devices_listener = format!("\nlistener {DEVICES_PORT}\n");
+        let services_listener = format!("\nlistener {SERVICES_PORT}\n");
         let mut conf = original
             .replace(
-                "\nlistener 1883\n",
-                &format!("\nlistener {port} 127.0.0.1\n"),
+                &devices_listener,
+                &format!("\nlistener {devices_port} 127.0.0.1\n"),
+            )
+            .replace(
+                &services_listener,
+                &format!("\nlistener {services_port} 127.0.0.1\n"),
             )
             .replace("/mosquitto/config/", &format!("{}/", dir.display()))
             .replace("/mosquitto/data/", &format!("{}/data/", dir.display()));
         for (what, needle) in [
-            ("listener", "listener 1883\n"),
+            ("devices listener", devices_listener.as_str()),
+            ("services listener", services_listener.as_str()),
             ("config paths", "/mosquitto/config/"),
             ("data path", "/mosquitto/data/"),
         ] {
@@ -324,7 +375,12 @@ impl Broker {
         // this line.
         conf.push_str("\nuser root\n");
         std::fs::write(dir.join("mosquitto.conf"), conf).expect("write conf");
-        for file in ["passwd", "acl"] {
+        for file in [
+            "devices.passwd",
+            "devices.acl",
+            "services.passwd",
+            "services.acl",
+        ] {
             std::fs::copy(
                 repo_file(&format!("deploy/mosquitto/{file}")),
                 dir.join(file),
@@ -337,14 +393,29 @@ impl Broker {
                 .arg("-c")
                 .arg(dir.join("mosquitto.conf")),
         );
-        let mut broker = Self { dir, port, child };
+        let mut broker = Self {
+            dir,
+            devices_port,
+            services_port,
+            child,
+        };
         eventually_blocking(Duration::from_secs(10), "mosquitto listens", || {
             if let Some(status) = broker.child.try_wait() {
                 panic!("mosquitto refused the config ({status}):\n{}", broker.log());
             }
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            [devices_port, services_port]
+                .iter()
+                .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok())
         });
         broker
+    }
+
+    /// The port of `listener`.
+    fn port(&self, listener: Listener) -> u16 {
+        match listener {
+            Listener::Devices => self.devices_port,
+            Listener::Services => self.services_port,
+        }
     }
 
     /// What the broker logged (`log_dest stdout`).
@@ -353,35 +424,69 @@ impl Broker {
     }
 
     /// Adds a device account the way deploy/README.md tells operators to.
-    fn add_account(&self, login: &Login) {
+    fn add_device(&self, login: &Login) {
+        assert_eq!(login.listener, Listener::Devices);
         let status = run_bounded(
             Command::new("mosquitto_passwd")
                 .arg("-b")
-                .arg(self.dir.join("passwd"))
+                .arg(self.dir.join("devices.passwd"))
                 .args([&login.user, &login.password]),
         );
         assert!(status.success(), "mosquitto_passwd {}", login.user);
     }
 
+    /// `mosquitto_pub` or `mosquitto_sub` logging in as `login`, at QoS 1.
+    fn client(&self, program: &str, login: &Login) -> Command {
+        let mut command = Command::new(program);
+        command
+            .args(["-h", "127.0.0.1", "-q", "1"])
+            .args(["-p", &self.port(login.listener).to_string()])
+            .args(["-u", &login.user, "-P", &login.password]);
+        command
+    }
+
     /// Publishes at QoS 1 as `login`; whether the broker let it connect.
     fn publish(&self, login: &Login, topic: &str, payload: &str, retain: bool) -> bool {
-        let mut command = Command::new("mosquitto_pub");
-        command
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
-            .args(["-u", &login.user, "-P", &login.password])
-            .args(["-t", topic, "-m", payload]);
+        let mut command = self.client("mosquitto_pub", login);
+        command.args(["-t", topic, "-m", payload]);
         if retain {
             command.arg("-r");
         }
         run_bounded(&mut command).success()
     }
 
+    /// Publishes as `login` under `client_id`; whether the broker let it
+    /// connect.
+    fn publish_as(&self, login: &Login, client_id: &str, topic: &str) -> bool {
+        let mut command = self.client("mosquitto_pub", login);
+        command.args(["-i", client_id, "-t", topic, "-m", "hello"]);
+        run_bounded(&mut command).success()
+    }
+
+    /// Connects as `login` under `client_id` with a persistent session, as
+    /// the ingester does, and returns once the broker accepted it.
+    fn hold_session(&self, login: &Login, client_id: &str) -> Session {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", self.port(login.listener));
+        options
+            .set_credentials(&login.user, &login.password)
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(60));
+        let (client, mut connection) = Client::new(options, 10);
+        match connection.recv_timeout(RECEIVE_TIMEOUT) {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack))))
+                if ack.code == ConnectReturnCode::Success => {}
+            other => panic!("{} could not connect: {other:?}", login.user),
+        }
+        Session {
+            _client: client,
+            connection,
+        }
+    }
+
     /// Subscribes as `login` to `filters` at QoS 1.
     fn subscribe(&self, login: &Login, filters: &[&str]) -> Subscriber {
-        let mut command = Command::new("mosquitto_sub");
-        command
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
-            .args(["-u", &login.user, "-P", &login.password, "-v"]);
+        let mut command = self.client("mosquitto_sub", login);
+        command.arg("-v");
         for filter in filters {
             command.args(["-t", filter]);
         }
@@ -405,6 +510,26 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.child.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An open MQTT connection holding a session.
+struct Session {
+    _client: Client,
+    connection: Connection,
+}
+
+impl Session {
+    /// Whether the broker closed this connection within a moment, as it
+    /// does when another connection takes over the session's client id.
+    fn was_closed(&mut self) -> bool {
+        loop {
+            match self.connection.recv_timeout(Duration::from_millis(500)) {
+                Err(RecvTimeoutError::Timeout) => return false,
+                Err(RecvTimeoutError::Disconnected) | Ok(Err(_)) => return true,
+                Ok(Ok(_event)) => {}
+            }
+        }
     }
 }
 
@@ -439,11 +564,11 @@ fn desired(tenant: &str, device: &str) -> String {
 /// The shipped example device and two more added as an operator would: a
 /// neighbour in the same tenant and the same device id in another tenant.
 fn devices(broker: &Broker) -> (Login, Login, Login) {
-    let pump7 = Login::new("tenant/acme/device/pump-7", "change-me-device");
-    let pump8 = Login::new("tenant/acme/device/pump-8", "pump-8-secret");
-    let other_tenant = Login::new("tenant/globex/device/pump-7", "globex-secret");
-    broker.add_account(&pump8);
-    broker.add_account(&other_tenant);
+    let pump7 = Login::device("tenant/acme/device/pump-7", "change-me-device");
+    let pump8 = Login::device("tenant/acme/device/pump-8", "pump-8-secret");
+    let other_tenant = Login::device("tenant/globex/device/pump-7", "globex-secret");
+    broker.add_device(&pump8);
+    broker.add_device(&other_tenant);
     // The broker reads the password file at start and on SIGHUP.
     broker.child.signal("HUP");
     // A reload is asynchronous: wait until the new account logs in.
@@ -463,9 +588,10 @@ fn broker_config_loads_and_its_healthcheck_passes() {
     );
     assert_eq!(test[0], "CMD-SHELL");
     // Compose turns `$$` into `$` and the container has the variable.
-    let script = test[1]
-        .replace("$$", "$")
-        .replace("-p 1883", &format!("-p {}", broker.port));
+    let script = test[1].replace("$$", "$").replace(
+        &format!("-p {SERVICES_PORT}"),
+        &format!("-p {}", broker.services_port),
+    );
     let password = env_default(&compose, "mosquitto", "MQTT_HEALTHCHECK_PASSWORD");
     let check = |password: &str| {
         run_bounded(
@@ -480,9 +606,10 @@ fn broker_config_loads_and_its_healthcheck_passes() {
 }
 
 #[test]
-fn accounts_log_in_and_strangers_do_not() {
+fn accounts_log_in_on_their_own_listener_and_strangers_nowhere() {
     let broker = Broker::start();
     let compose = compose();
+    let (pump7, _, _) = devices(&broker);
     let topic = reported("acme", "pump-7");
     for service in ["api", "relay", "ingest"] {
         let login = mqtt_login(&compose, service);
@@ -490,15 +617,103 @@ fn accounts_log_in_and_strangers_do_not() {
             broker.publish(&login, "any/topic", "x", false),
             "{service} cannot log in with its compose default"
         );
-        let wrong = Login::new(&login.user, "wrong");
+        let wrong = Login {
+            password: "wrong".to_owned(),
+            ..login.clone()
+        };
         assert!(!broker.publish(&wrong, "any/topic", "x", false));
+        assert!(
+            !broker.publish(&login.on(Listener::Devices), "any/topic", "x", false),
+            "{service} has no account on the devices listener"
+        );
     }
-    let anonymous = run_bounded(
-        Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
-            .args(["-t", &topic, "-m", "x"]),
+    assert!(broker.publish(&pump7, &topic, "x", false));
+    assert!(
+        !broker.publish(&pump7.on(Listener::Services), &topic, "x", false),
+        "a device has no account on the services listener"
     );
-    assert!(!anonymous.success(), "anonymous clients are refused");
+    for port in [broker.devices_port, broker.services_port] {
+        let anonymous = run_bounded(
+            Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-t", &topic, "-m", "x"]),
+        );
+        assert!(!anonymous.success(), "anonymous clients are refused");
+    }
+}
+
+/// MQTT closes the older connection of a client id when a new one
+/// connects with it. On the devices listener the broker replaces every
+/// client id by the username, so a device that sends the ingester's id, or
+/// another device's, gets its own session and knocks nobody off.
+#[test]
+fn no_device_can_take_over_another_clients_session() {
+    let broker = Broker::start();
+    let compose = compose();
+    let (pump7, pump8, _) = devices(&broker);
+    let ingest = mqtt_login(&compose, "ingest");
+    let ingest_id = env_default(&compose, "ingest", "SHADOWBOX_INGEST_CLIENT_ID");
+    let mut ingester = broker.hold_session(&ingest, &ingest_id);
+    let mut neighbour = broker.hold_session(&pump8, &pump8.user);
+
+    for stolen in [ingest_id.as_str(), pump8.user.as_str()] {
+        assert!(broker.publish_as(&pump7, stolen, &reported("acme", "pump-7")));
+    }
+    assert!(
+        !ingester.was_closed(),
+        "a device took over the ingester's session:\n{}",
+        broker.log()
+    );
+    assert!(
+        !neighbour.was_closed(),
+        "a device took over another device's session:\n{}",
+        broker.log()
+    );
+
+    // What the checks above would have seen: the account's own second
+    // connection, whatever id it sends, does take its session over.
+    assert!(broker.publish_as(&pump8, "any-id", &reported("acme", "pump-8")));
+    assert!(neighbour.was_closed());
+}
+
+/// An MQTT 5 client learns the broker's receive maximum from its CONNACK:
+/// the relay keeps at most that many publishes awaiting PUBACK, so it must
+/// not shrink the relay's default window (nor the ingester's batch, which
+/// `max_inflight_messages` also bounds towards a 3.1.1 ingester). A
+/// persistent session with an expiry, as the ingester asks for, is
+/// accepted.
+#[test]
+fn mqtt5_clients_get_room_for_the_relay_window_and_a_session_expiry() {
+    use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as V5Code;
+    use rumqttc::v5::{Client as V5Client, Event as V5Event, MqttOptions as V5Options};
+
+    let broker = Broker::start();
+    let compose = compose();
+    let window = shadowbox_relay::settings::DEFAULT_MAX_IN_FLIGHT;
+    for service in ["relay", "ingest"] {
+        let login = mqtt_login(&compose, service);
+        let mut options =
+            V5Options::new(format!("{service}-v5"), "127.0.0.1", broker.services_port);
+        options
+            .set_credentials(&login.user, &login.password)
+            .set_clean_start(false)
+            .set_session_expiry_interval(Some(3600));
+        let (_client, mut connection) = V5Client::new(options, 10);
+        let ack = match connection.recv_timeout(RECEIVE_TIMEOUT) {
+            Ok(Ok(V5Event::Incoming(rumqttc::v5::Incoming::ConnAck(ack)))) => ack,
+            other => panic!("{service} could not connect over MQTT 5: {other:?}"),
+        };
+        assert_eq!(ack.code, V5Code::Success, "{service}");
+        // Absent means the protocol's maximum, 65535.
+        let receive_maximum = ack
+            .properties
+            .and_then(|p| p.receive_max)
+            .map_or(usize::from(u16::MAX), usize::from);
+        assert!(
+            receive_maximum >= window && receive_maximum >= shadowbox_ingest::DEFAULT_BATCH_SIZE,
+            "receive maximum {receive_maximum}, relay window {window}"
+        );
+    }
 }
 
 #[test]
@@ -563,13 +778,17 @@ fn devices_read_only_their_own_desired_state() {
         assert!(broker.publish(&relay, &desired(tenant, device), &payload, true));
     }
 
+    // Refused: a device writing desired state, its own or another's. Sent
+    // retained, so a forgery that got through would be what a subscriber
+    // gets next; and before subscribing, as a device's second connection
+    // would take over its first (its client id is its username).
+    assert!(broker.publish(&pump7, &own, "forged", true));
+    assert!(broker.publish(&pump8, &own, "forged", true));
+
     // Even a wildcard subscription delivers only the device's own retained
     // desired state (retained messages are sent on subscribing).
     let device = broker.subscribe(&pump7, &["tenant/+/device/+/shadow/desired"]);
     assert_eq!(device.expect(), format!("{own} for-acme-pump-7"));
-    // Refused: the device writing desired state, its own or another's.
-    assert!(broker.publish(&pump7, &own, "forged", false));
-    assert!(broker.publish(&pump8, &own, "forged", false));
     // Not delivered: another device's live desired state.
     assert!(broker.publish(&relay, &desired("acme", "pump-8"), "live-8", false));
     assert!(broker.publish(&relay, &own, "marker", false));
