@@ -5,6 +5,7 @@ mod auth;
 mod desired;
 mod devices;
 mod errors;
+mod fuzz;
 mod helpers;
 mod operations;
 mod outbox;
