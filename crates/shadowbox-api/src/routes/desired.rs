@@ -33,7 +33,7 @@ use crate::views::{DeviceResponse, DeviceView};
         (status = 200, description = "the device after the write (unchanged on a no-op)", body = DeviceView),
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "the body or the resulting document is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "not an object, or nested too deep", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not an object, nested too deep, or holding a NUL character", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the device is decommissioned", body = Problem, content_type = "application/problem+json"),
         ClientProblem,
     )
@@ -72,7 +72,7 @@ pub(super) async fn patch(
         (status = 200, description = "the device after the write (unchanged on a no-op)", body = DeviceView),
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "the body or the document is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "not an object, or nested too deep", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not an object, nested too deep, or holding a NUL character", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the device is decommissioned", body = Problem, content_type = "application/problem+json"),
         ClientProblem,
     )
