@@ -4,7 +4,7 @@
 //! - [`TestDb`]: a fresh, migrated database on the shared PostgreSQL,
 //!   dropped when the test ends;
 //! - [`Mosquitto`]: a private broker on a free port that a test may stop,
-//!   restart, freeze and thaw, killed when the test ends, even on panic;
+//!   restart, reload (SIGHUP), freeze and thaw, killed when the test ends, even on panic;
 //! - [`PrivatePostgres`]: a private PostgreSQL cluster (initdb/pg_ctl) for
 //!   tests that stop or restart the database;
 //! - [`Fleet`]: a tenant's devices in a test database, changed through the

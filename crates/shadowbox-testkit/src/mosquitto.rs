@@ -148,6 +148,12 @@ impl Mosquitto {
         }
     }
 
+    /// Makes the broker read its password and ACL files again (SIGHUP),
+    /// as an operator does after changing an account.
+    pub fn reload(&self) {
+        signal(self.pid(), "HUP");
+    }
+
     /// Freezes the broker (SIGSTOP): connections stay open, nothing is
     /// answered.
     pub fn freeze(&self) {
