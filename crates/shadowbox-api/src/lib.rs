@@ -13,7 +13,8 @@
 //! - `routes`: the scope first (`auth`'s extractors: 401, then a
 //!   cross-tenant 404 or a non-admin 403), then the handler, which calls
 //!   `shadowbox-db` inside one transaction it owns; `views` shape the
-//!   JSON, `pagination` the lists, `if_match` the conditional writes.
+//!   JSON, `pagination` the lists, `if_match` the conditional writes,
+//!   `idempotency` the `Idempotency-Key` of writes.
 //!
 //! `routes::operations` serves `/healthz`, `/readyz` (`readiness`: a
 //! database ping, and a real MQTT connection through
@@ -24,6 +25,7 @@
 //! `shadowbox-telemetry`; writes no SQL.
 
 mod auth;
+mod idempotency;
 mod if_match;
 pub mod metrics;
 mod openapi;

@@ -122,6 +122,16 @@ impl ApiError {
         )
     }
 
+    /// 422: an `Idempotency-Key` sent again with another request.
+    pub fn idempotency_key_reused(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency key reused",
+            detail,
+        )
+    }
+
     /// 503: a dependency is down.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(

@@ -7,6 +7,8 @@
 //!   or the admin token in constant time;
 //! - [`backoff`]: the backoff schedules (reconnecting, and publishes the
 //!   broker refused);
+//! - [`idempotency`]: the `Idempotency-Key` form, its replay window and
+//!   what makes two requests the same;
 //! - [`id`]: validated [`TenantId`] and [`DeviceId`] that cannot inject MQTT
 //!   wildcards or topic levels;
 //! - [`document`]: shadow documents (JSON objects) and their size and depth
@@ -24,6 +26,7 @@ pub mod backoff;
 pub mod delta;
 pub mod document;
 pub mod id;
+pub mod idempotency;
 pub mod merge;
 pub mod payload;
 pub mod topic;

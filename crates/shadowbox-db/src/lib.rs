@@ -10,6 +10,7 @@
 //! - [`devices`]: registering, reading, listing and decommissioning devices,
 //!   and [`desired`], the one transaction that changes desired state and
 //!   enqueues its publish;
+//! - [`idempotency`]: `Idempotency-Key` claims and the answers they replay;
 //! - [`outbox`]: the outbox as operators see it (lists, reviving dead rows,
 //!   resync, purge);
 //! - [`relay`]: how relays claim and settle rows;
@@ -20,6 +21,7 @@ pub mod connect;
 pub mod desired;
 pub mod devices;
 pub mod error;
+pub mod idempotency;
 pub mod outbox;
 pub mod relay;
 pub mod reported;

@@ -11,7 +11,8 @@
 //! - [`publisher`]: the one MQTT connection, which correlates every publish
 //!   with its PUBACK and fails everything unacknowledged on a disconnect or
 //!   an overdue PUBACK;
-//! - [`retention`]: deletes old finished rows in small batches;
+//! - [`retention`]: deletes old finished rows and expired idempotency keys
+//!   in small batches;
 //! - [`metrics`]: what the relay counts.
 //!
 //! Depends on `shadowbox-core`, `shadowbox-db` and `shadowbox-mqtt`.

@@ -5,12 +5,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use serde_json::Value;
 use shadowbox_core::document::into_document;
 use shadowbox_core::{DeviceId, Document, TenantId};
 use shadowbox_db::desired::{DesiredChange, apply_desired_change};
 
 use crate::auth::TenantScope;
+use crate::idempotency::{Claimed, IdempotencyKeyHeader, Idempotent, KeyedRequest};
 use crate::if_match::expected_version;
 use crate::problem::{ApiError, ClientProblem, Problem};
 use crate::routes::DevicePath;
@@ -27,13 +29,14 @@ use crate::views::{DeviceResponse, DeviceView};
         ("tenant_id" = String, Path, description = "the tenant"),
         ("device_id" = String, Path, description = "the device"),
         ("If-Match" = Option<String>, Header, description = "`\"<desired_version>\"`: write only if current (412 otherwise)"),
+        IdempotencyKeyHeader,
     ),
     request_body(content = Object, content_type = "application/merge-patch+json", description = "RFC 7396 merge patch; `application/json` is accepted too"),
     responses(
-        (status = 200, description = "the device after the write (unchanged on a no-op)", body = DeviceView),
+        (status = 200, description = "the device after the write (unchanged on a no-op); a replay carries `Idempotent-Replayed: true`", body = DeviceView),
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "the body or the resulting document is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "not an object, nested too deep, or holding a NUL character", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not an object, nested too deep, or holding a NUL character; or the `Idempotency-Key` was used for another request", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the device is decommissioned", body = Problem, content_type = "application/problem+json"),
         ClientProblem,
     )
@@ -43,13 +46,17 @@ pub(super) async fn patch(
     State(state): State<AppState>,
     Path(DevicePath { device_id: device }): Path<DevicePath>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Result<DeviceResponse, ApiError> {
+    Idempotent {
+        key,
+        body: Json(body),
+    }: Idempotent<Json<Value>>,
+) -> Result<Response, ApiError> {
     write(
         &state,
         &tenant,
         &device,
         &headers,
+        key,
         body,
         DesiredChange::Merge,
     )
@@ -66,13 +73,14 @@ pub(super) async fn patch(
         ("tenant_id" = String, Path, description = "the tenant"),
         ("device_id" = String, Path, description = "the device"),
         ("If-Match" = Option<String>, Header, description = "`\"<desired_version>\"`: write only if current (412 otherwise)"),
+        IdempotencyKeyHeader,
     ),
     request_body(content = Object, content_type = "application/json", description = "the new desired document"),
     responses(
-        (status = 200, description = "the device after the write (unchanged on a no-op)", body = DeviceView),
+        (status = 200, description = "the device after the write (unchanged on a no-op); a replay carries `Idempotent-Replayed: true`", body = DeviceView),
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "the body or the document is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "not an object, nested too deep, or holding a NUL character", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not an object, nested too deep, or holding a NUL character; or the `Idempotency-Key` was used for another request", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the device is decommissioned", body = Problem, content_type = "application/problem+json"),
         ClientProblem,
     )
@@ -82,13 +90,17 @@ pub(super) async fn put(
     State(state): State<AppState>,
     Path(DevicePath { device_id: device }): Path<DevicePath>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Result<DeviceResponse, ApiError> {
+    Idempotent {
+        key,
+        body: Json(body),
+    }: Idempotent<Json<Value>>,
+) -> Result<Response, ApiError> {
     write(
         &state,
         &tenant,
         &device,
         &headers,
+        key,
         body,
         DesiredChange::Replace,
     )
@@ -104,9 +116,10 @@ async fn write(
     tenant: &TenantId,
     device: &DeviceId,
     headers: &HeaderMap,
+    key: KeyedRequest,
     body: Value,
     change: fn(Document) -> DesiredChange,
-) -> Result<DeviceResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let media_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -122,6 +135,10 @@ async fn write(
     let expected = expected_version(headers)?;
     let document = into_document(body)?;
     let mut tx = state.pool.begin().await?;
+    let pending = match key.claim(&mut tx, tenant).await? {
+        Claimed::Replay(answer) => return Ok(answer),
+        Claimed::Fresh(pending) => pending,
+    };
     let outcome = apply_desired_change(
         &mut tx,
         tenant,
@@ -131,8 +148,10 @@ async fn write(
         &state.settings.limits,
     )
     .await?;
-    tx.commit().await?;
     let version = outcome.device.desired_version;
+    let response = pending
+        .commit(tx, DeviceResponse(StatusCode::OK, outcome.device))
+        .await?;
     match outcome.enqueued {
         Some(row) => {
             tracing::info!(tenant = %tenant, device = %device, version, outbox.id = row, "desired state changed")
@@ -141,5 +160,5 @@ async fn write(
             tracing::debug!(tenant = %tenant, device = %device, version, "desired write changed nothing")
         }
     }
-    Ok(DeviceResponse(StatusCode::OK, outcome.device))
+    Ok(response)
 }

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 use shadowbox_core::DeviceId;
@@ -16,6 +16,7 @@ use shadowbox_db::tenants::tenant_exists;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::TenantScope;
+use crate::idempotency::{Claimed, IdempotencyKeyHeader, Idempotent};
 use crate::pagination::{CursorKind, Page, PageRequest};
 use crate::problem::{ApiError, ClientProblem, Problem};
 use crate::routes::DevicePath;
@@ -40,33 +41,47 @@ pub(crate) struct RegisterDevice {
     path = "/v1/tenants/{tenant_id}/devices",
     tag = "devices",
     security(("bearer" = [])),
-    params(("tenant_id" = String, Path, description = "the tenant")),
+    params(("tenant_id" = String, Path, description = "the tenant"), IdempotencyKeyHeader),
     request_body = RegisterDevice,
     responses(
-        (status = 201, description = "registered; `ETag` is the desired version", body = DeviceView),
+        (status = 201, description = "registered; `ETag` is the desired version; a replay carries `Idempotent-Replayed: true`", body = DeviceView),
         (status = 409, description = "the device exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`desired` is not an object, nested too deep, or holds a NUL character; or the `Idempotency-Key` was used for another request", body = Problem, content_type = "application/problem+json"),
         ClientProblem,
     )
 )]
 pub(super) async fn register(
     TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
-    Json(body): Json<RegisterDevice>,
-) -> Result<impl IntoResponse, ApiError> {
+    Idempotent {
+        key,
+        body: Json(body),
+    }: Idempotent<Json<RegisterDevice>>,
+) -> Result<Response, ApiError> {
     let device = DeviceId::parse(body.device_id)
         .map_err(|e| ApiError::bad_request(format!("device_id: {e}")))?;
     let desired = body.desired.map(into_document).transpose()?;
     let mut tx = state.pool.begin().await?;
+    let pending = match key.claim(&mut tx, &tenant).await? {
+        Claimed::Replay(answer) => return Ok(answer),
+        Claimed::Fresh(pending) => pending,
+    };
     let record =
         register_device(&mut tx, &tenant, &device, desired, &state.settings.limits).await?;
-    tx.commit().await?;
-    tracing::info!(tenant = %tenant, device = %device, version = record.desired_version, "device registered");
+    let version = record.desired_version;
     let location = HeaderValue::from_str(&format!("/v1/tenants/{tenant}/devices/{device}"))
         .expect("identifiers are valid header characters");
-    Ok((
-        [(header::LOCATION, location)],
-        DeviceResponse(StatusCode::CREATED, record),
-    ))
+    let response = pending
+        .commit(
+            tx,
+            (
+                [(header::LOCATION, location)],
+                DeviceResponse(StatusCode::CREATED, record),
+            ),
+        )
+        .await?;
+    tracing::info!(tenant = %tenant, device = %device, version, "device registered");
+    Ok(response)
 }
 
 /// A device's status, for filtering.

@@ -7,5 +7,6 @@ mod devices;
 mod errors;
 mod fuzz;
 mod helpers;
+mod idempotency;
 mod operations;
 mod outbox;
