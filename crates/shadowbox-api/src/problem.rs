@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use shadowbox_core::DocumentError;
+use shadowbox_core::tags::TagError;
 use shadowbox_db::DbError;
 use utoipa::ToSchema;
 
@@ -100,6 +101,15 @@ impl ApiError {
     /// 404: the resource does not exist, or belongs to another tenant.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// 422: a body that parses but breaks a rule of the contract.
+    pub fn unprocessable(
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, slug, title, detail)
     }
 
     /// 415: a body in a media type the route does not take.
@@ -226,6 +236,12 @@ impl From<DocumentError> for ApiError {
             ),
         };
         Self::new(status, slug, title, err.to_string())
+    }
+}
+
+impl From<TagError> for ApiError {
+    fn from(err: TagError) -> Self {
+        Self::unprocessable("invalid-tags", "Invalid tags", err.to_string())
     }
 }
 

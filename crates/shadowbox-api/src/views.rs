@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shadowbox_core::Document;
 use shadowbox_core::delta::delta;
+use shadowbox_core::tags::Tags;
 use shadowbox_db::devices::DeviceRecord;
 use shadowbox_db::outbox::OutboxRow;
 use utoipa::ToSchema;
@@ -41,6 +42,8 @@ pub struct DeviceView {
     pub last_seen: Option<DateTime<Utc>>,
     /// When the device was registered.
     pub created_at: DateTime<Utc>,
+    /// Its tags, service-side labels never published (`{}` when none).
+    pub tags: Tags,
     /// The device's newest outbox row, `null` before the first publish.
     pub delivery: Option<DeliverySummary>,
 }
@@ -82,6 +85,7 @@ impl From<DeviceRecord> for DeviceView {
             in_sync: d.reported_version >= d.desired_version,
             last_seen: d.last_seen,
             created_at: d.created_at,
+            tags: d.tags.0,
             delivery,
         }
     }

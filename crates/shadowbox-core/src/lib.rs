@@ -14,6 +14,7 @@
 //! - [`document`]: shadow documents (JSON objects) and their size and depth
 //!   limits;
 //! - [`merge`]: RFC 7396 JSON merge patch;
+//! - [`tags`]: device tags and tag filters, and their limits;
 //! - [`delta`]: the desired parts that differ from reported;
 //! - [`topic`]: building and parsing `tenant/{t}/device/{d}/shadow/{kind}`;
 //! - [`payload`]: the MQTT wire payloads devices depend on.
@@ -29,6 +30,7 @@ pub mod id;
 pub mod idempotency;
 pub mod merge;
 pub mod payload;
+pub mod tags;
 pub mod topic;
 
 pub use document::{Document, DocumentError, DocumentLimits};

@@ -1,9 +1,11 @@
-//! Devices and their shadows: register, read, list, decommission.
+//! Devices and their shadows: register, read, list (with tag filters),
+//! decommission, and replace a device's tags.
 
 use chrono::{DateTime, Utc};
+use shadowbox_core::tags::Tags;
 use shadowbox_core::{DeviceId, Document, DocumentLimits, TenantId};
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
 use crate::DbError;
 use crate::error::{is_fk_violation, is_unique_violation};
@@ -30,6 +32,8 @@ pub struct DeviceRecord {
     pub last_seen: Option<DateTime<Utc>>,
     /// When the device was registered.
     pub created_at: DateTime<Utc>,
+    /// Its tags (`{}` when none).
+    pub tags: Json<Tags>,
     /// Status of the device's newest outbox row, if any.
     pub delivery_status: Option<String>,
     /// Version that row carries.
@@ -48,7 +52,10 @@ const DEVICE_COLUMNS: &str = "
     d.tenant_id, d.device_id, d.status, d.desired_state, d.desired_version,
     d.reported_state, d.reported_version, d.last_seen, d.created_at,
     o.status AS delivery_status, o.version AS delivery_version,
-    o.attempts AS delivery_attempts, o.last_error AS delivery_last_error, o.delivered_at
+    o.attempts AS delivery_attempts, o.last_error AS delivery_last_error, o.delivered_at,
+    COALESCE((SELECT jsonb_object_agg(t.key, t.value) FROM device_tags t
+              WHERE t.tenant_id = d.tenant_id AND t.device_id = d.device_id),
+             '{}') AS tags
   FROM device_state d
   LEFT JOIN LATERAL (
     SELECT status, version, attempts, last_error, delivered_at FROM outbox
@@ -82,47 +89,123 @@ pub struct DeviceFilter {
     pub status: Option<String>,
     /// Only devices that are (or are not) in sync.
     pub in_sync: Option<bool>,
+    /// Only devices having every one of these tags.
+    pub tags: Tags,
     /// Only devices whose id sorts after this one (the page cursor).
     pub after: Option<String>,
 }
 
+/// Adds `AND <device d has every tag of tags>` to a query over
+/// `device_state d`: one `EXISTS` per tag, each answered from the
+/// `device_tags_selector` index in device id order, so the planner can
+/// drive a selector from the index instead of scanning the tenant.
+pub(crate) fn push_tag_filter(query: &mut QueryBuilder<Postgres>, tags: &Tags) {
+    for (key, value) in tags {
+        query
+            .push(
+                " AND EXISTS (SELECT 1 FROM device_tags t
+                   WHERE t.tenant_id = d.tenant_id AND t.device_id = d.device_id AND t.key = ",
+            )
+            .push_bind(key.clone())
+            .push(" AND t.value = ")
+            .push_bind(value.clone())
+            .push(")");
+    }
+}
+
 /// Lists a tenant's devices in id order, at most `limit` of them.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "DEVICE_COLUMNS is a constant: nothing from outside reaches this SQL"
-)]
 pub async fn list_devices(
     db: impl PgExecutor<'_>,
     tenant: &TenantId,
     filter: &DeviceFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<DeviceRecord>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {DEVICE_COLUMNS}
-         WHERE d.tenant_id = $1
-           AND ($2::text IS NULL OR d.status = $2)
-           AND ($3::bool IS NULL OR (d.reported_version >= d.desired_version) = $3)
-           AND ($4::text IS NULL OR d.device_id > $4)
-         ORDER BY d.device_id
-         LIMIT $5"
-    )))
-    .bind(tenant.as_str())
-    .bind(filter.status.as_deref())
-    .bind(filter.in_sync)
-    .bind(filter.after.as_deref())
-    .bind(limit)
-    .fetch_all(db)
-    .await
+    let mut query = QueryBuilder::new("SELECT ");
+    query
+        .push(DEVICE_COLUMNS)
+        .push(" WHERE d.tenant_id = ")
+        .push_bind(tenant.as_str());
+    if let Some(status) = &filter.status {
+        query.push(" AND d.status = ").push_bind(status.clone());
+    }
+    if let Some(in_sync) = filter.in_sync {
+        query
+            .push(" AND (d.reported_version >= d.desired_version) = ")
+            .push_bind(in_sync);
+    }
+    if let Some(after) = &filter.after {
+        query.push(" AND d.device_id > ").push_bind(after.clone());
+    }
+    push_tag_filter(&mut query, &filter.tags);
+    query.push(" ORDER BY d.device_id LIMIT ").push_bind(limit);
+    query.build_query_as().fetch_all(db).await
 }
 
-/// Registers a device. With a `desired` document it starts at version 1
-/// and its publish is enqueued in the same transaction; without one it
-/// starts at version 0 with `{}` and nothing is published.
+/// Replaces the device's tags (whatever its status) and returns the
+/// device. Takes the device's row lock, so concurrent replacements of one
+/// device's tags apply one after the other, never mixed.
+pub async fn set_tags(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    device: &DeviceId,
+    tags: &Tags,
+) -> Result<DeviceRecord, DbError> {
+    let exists: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM device_state WHERE tenant_id = $1 AND device_id = $2 FOR UPDATE",
+    )
+    .bind(tenant.as_str())
+    .bind(device.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if exists.is_none() {
+        return Err(DbError::NotFound("device"));
+    }
+    sqlx::query("DELETE FROM device_tags WHERE tenant_id = $1 AND device_id = $2")
+        .bind(tenant.as_str())
+        .bind(device.as_str())
+        .execute(&mut *conn)
+        .await?;
+    insert_tags(&mut *conn, tenant, device, tags).await?;
+    Ok(get_device(&mut *conn, tenant, device)
+        .await?
+        .expect("locked above"))
+}
+
+/// Inserts `tags` for a device that has none.
+async fn insert_tags(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    device: &DeviceId,
+    tags: &Tags,
+) -> sqlx::Result<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let (keys, values): (Vec<&str>, Vec<&str>) =
+        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
+    sqlx::query(
+        "INSERT INTO device_tags (tenant_id, device_id, key, value)
+         SELECT $1, $2, key, value FROM unnest($3::text[], $4::text[]) AS t(key, value)",
+    )
+    .bind(tenant.as_str())
+    .bind(device.as_str())
+    .bind(&keys)
+    .bind(&values)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Registers a device with its `tags`. With a `desired` document it
+/// starts at version 1 and its publish is enqueued in the same
+/// transaction; without one it starts at version 0 with `{}` and nothing
+/// is published.
 pub async fn register_device(
     conn: &mut PgConnection,
     tenant: &TenantId,
     device: &DeviceId,
     desired: Option<Document>,
+    tags: &Tags,
     limits: &DocumentLimits,
 ) -> Result<DeviceRecord, DbError> {
     if let Some(doc) = &desired {
@@ -149,6 +232,7 @@ pub async fn register_device(
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
+    insert_tags(&mut *conn, tenant, device, tags).await?;
     if let Some(doc) = &desired {
         enqueue(
             &mut *conn,

@@ -31,6 +31,7 @@ async fn register_with_desired(pool: &PgPool, tenant: &str, count: usize, doc: s
             &tenant,
             &DeviceId::parse(format!("d{i}")).unwrap(),
             Some(into_document(doc.clone()).unwrap()),
+            &Default::default(),
             &DocumentLimits::default(),
         )
         .await

@@ -57,6 +57,7 @@ impl Fleet {
                 &tenant,
                 &device,
                 None,
+                &Default::default(),
                 &DocumentLimits::default(),
             )
             .await

@@ -1,15 +1,17 @@
-//! Devices: register, list, read, decommission, and a device's deliveries.
+//! Devices: register, list (with `?tag=key:value` filters), read,
+//! replace tags, decommission, and a device's deliveries.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 use shadowbox_core::DeviceId;
 use shadowbox_core::document::into_document;
+use shadowbox_core::tags::{Tags, check_tags, parse_filters};
 use shadowbox_db::devices::{
-    DeviceFilter, decommission_device, get_device, list_devices, register_device,
+    DeviceFilter, decommission_device, get_device, list_devices, register_device, set_tags,
 };
 use shadowbox_db::outbox::{OutboxFilter, list_rows};
 use shadowbox_db::tenants::tenant_exists;
@@ -33,6 +35,10 @@ pub(crate) struct RegisterDevice {
     /// publish. Without it the device starts at version 0 with `{}`.
     #[schema(value_type = Option<Object>)]
     desired: Option<Value>,
+    /// Its tags: keys 1-63 of a-z 0-9 _ . - /, string values of 0-256
+    /// characters, at most 32.
+    #[serde(default)]
+    tags: Tags,
 }
 
 /// Registers a device.
@@ -46,7 +52,7 @@ pub(crate) struct RegisterDevice {
     responses(
         (status = 201, description = "registered; `ETag` is the desired version; a replay carries `Idempotent-Replayed: true`", body = DeviceView),
         (status = 409, description = "the device exists", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`desired` is not an object, nested too deep, or holds a NUL character; or the `Idempotency-Key` was used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`desired` is not an object, nested too deep, or holds a NUL character; invalid `tags`; or the `Idempotency-Key` was used for another request", body = Problem, content_type = "application/problem+json"),
         ClientProblem,
     )
 )]
@@ -61,13 +67,21 @@ pub(super) async fn register(
     let device = DeviceId::parse(body.device_id)
         .map_err(|e| ApiError::bad_request(format!("device_id: {e}")))?;
     let desired = body.desired.map(into_document).transpose()?;
+    check_tags(&body.tags)?;
     let mut tx = state.pool.begin().await?;
     let pending = match key.claim(&mut tx, &tenant).await? {
         Claimed::Replay(answer) => return Ok(answer),
         Claimed::Fresh(pending) => pending,
     };
-    let record =
-        register_device(&mut tx, &tenant, &device, desired, &state.settings.limits).await?;
+    let record = register_device(
+        &mut tx,
+        &tenant,
+        &device,
+        desired,
+        &body.tags,
+        &state.settings.limits,
+    )
+    .await?;
     let version = record.desired_version;
     let location = HeaderValue::from_str(&format!("/v1/tenants/{tenant}/devices/{device}"))
         .expect("identifiers are valid header characters");
@@ -124,7 +138,12 @@ pub(crate) struct ListDevices {
     path = "/v1/tenants/{tenant_id}/devices",
     tag = "devices",
     security(("bearer" = [])),
-    params(("tenant_id" = String, Path, description = "the tenant"), ListDevices),
+    params(
+        ("tenant_id" = String, Path, description = "the tenant"),
+        ListDevices,
+        ("tag" = Option<Vec<String>>, Query, style = Form, explode,
+         description = "`key:value`: only devices having this tag; repeatable, all must match"),
+    ),
     responses(
         (status = 200, description = "one page", body = Page<DeviceView>),
         ClientProblem,
@@ -134,14 +153,17 @@ pub(super) async fn list(
     TenantScope { tenant }: TenantScope,
     State(state): State<AppState>,
     Query(query): Query<ListDevices>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Page<DeviceView>>, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Devices)?;
+    let tags = tag_filters(raw.as_deref().unwrap_or_default())?;
     if !tenant_exists(&state.pool, &tenant).await? {
         return Err(ApiError::not_found("tenant not found"));
     }
     let filter = DeviceFilter {
         status: query.status.map(|s| s.as_str().to_owned()),
         in_sync: query.in_sync,
+        tags,
         after: page.after.clone(),
     };
     let rows = list_devices(&state.pool, &tenant, &filter, page.fetch()).await?;
@@ -149,6 +171,17 @@ pub(super) async fn list(
     Ok(Json(
         page.page(rows, CursorKind::Devices, |d| d.device_id.clone()),
     ))
+}
+
+/// The repeatable `tag=key:value` filters of a query string (serde's
+/// query extractor takes each parameter once, so they are read here).
+fn tag_filters(query: &str) -> Result<Tags, ApiError> {
+    let filters: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, _)| name == "tag")
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    parse_filters(filters.iter().map(String::as_str))
+        .map_err(|e| ApiError::bad_request(format!("tag: {e}")))
 }
 
 /// Reads a device and its shadow.
@@ -174,6 +207,38 @@ pub(super) async fn get(
     let record = get_device(&state.pool, &tenant, &device)
         .await?
         .ok_or_else(|| ApiError::not_found("device not found"))?;
+    Ok(DeviceResponse(StatusCode::OK, record))
+}
+
+/// Replaces the device's tags (a decommissioned device's too). Tags are
+/// never published to the device.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant_id}/devices/{device_id}/tags",
+    tag = "devices",
+    security(("bearer" = [])),
+    params(
+        ("tenant_id" = String, Path, description = "the tenant"),
+        ("device_id" = String, Path, description = "the device"),
+    ),
+    request_body(content = Tags, description = "the device's new tags: keys 1-63 of a-z 0-9 _ . - /, string values of 0-256 characters, at most 32"),
+    responses(
+        (status = 200, description = "the device with its new tags", body = DeviceView),
+        (status = 422, description = "not an object of strings, or a key, a value or the count out of bounds", body = Problem, content_type = "application/problem+json"),
+        ClientProblem,
+    )
+)]
+pub(super) async fn put_tags(
+    TenantScope { tenant }: TenantScope,
+    State(state): State<AppState>,
+    Path(DevicePath { device_id: device }): Path<DevicePath>,
+    Json(tags): Json<Tags>,
+) -> Result<DeviceResponse, ApiError> {
+    check_tags(&tags)?;
+    let mut tx = state.pool.begin().await?;
+    let record = set_tags(&mut tx, &tenant, &device, &tags).await?;
+    tx.commit().await?;
+    tracing::info!(tenant = %tenant, device = %device, tags = tags.len(), "device tags replaced");
     Ok(DeviceResponse(StatusCode::OK, record))
 }
 

@@ -32,6 +32,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::register, devices::list))
         .routes(routes!(devices::get))
         .routes(routes!(desired::patch, desired::put))
+        .routes(routes!(devices::put_tags))
         .routes(routes!(devices::decommission))
         .routes(routes!(devices::deliveries))
         .routes(routes!(outbox::list))

@@ -185,6 +185,7 @@ async fn openapi_lists_every_route() {
             "/v1/tenants/{tenant_id}/devices/{device_id}/desired",
         ),
         ("put", "/v1/tenants/{tenant_id}/devices/{device_id}/desired"),
+        ("put", "/v1/tenants/{tenant_id}/devices/{device_id}/tags"),
         (
             "post",
             "/v1/tenants/{tenant_id}/devices/{device_id}/decommission",
