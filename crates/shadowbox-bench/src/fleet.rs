@@ -27,6 +27,19 @@ pub async fn create(pool: &PgPool, tenant: &str, devices: u64) -> anyhow::Result
     Ok(())
 }
 
+/// Sets the desired version of every device of `tenant` to `version`
+/// (nothing is enqueued): devices may then report versions up to it, and
+/// reaching it applies it.
+pub async fn set_desired_version(pool: &PgPool, tenant: &str, version: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE device_state SET desired_version = $2 WHERE tenant_id = $1")
+        .bind(tenant)
+        .bind(version)
+        .execute(pool)
+        .await
+        .with_context(|| format!("set the desired version of {tenant}'s devices"))?;
+    Ok(())
+}
+
 /// Adds `rows` delivered rows, spread round-robin over the first
 /// `devices` devices of `tenant`: a history the relay must not slow down on.
 pub async fn add_history(

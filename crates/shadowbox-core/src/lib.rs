@@ -7,6 +7,8 @@
 //!   or the admin token in constant time;
 //! - [`backoff`]: the backoff schedules (reconnecting, and publishes the
 //!   broker refused);
+//! - [`convergence`]: in sync, a rejection that concerns the device, and
+//!   the time-to-converge histogram buckets;
 //! - [`idempotency`]: the `Idempotency-Key` form, its replay window and
 //!   what makes two requests the same;
 //! - [`id`]: validated [`TenantId`] and [`DeviceId`] that cannot inject MQTT
@@ -24,6 +26,7 @@
 
 pub mod api_key;
 pub mod backoff;
+pub mod convergence;
 pub mod delta;
 pub mod document;
 pub mod id;

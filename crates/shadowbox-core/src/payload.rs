@@ -2,7 +2,9 @@
 //!
 //! - desired (retained, QoS 1): `{"desired": {...}, "version": 7, "timestamp": "2026-11-27T04:00:00.000Z"}`
 //! - clear (retained, QoS 1): an empty payload
-//! - reported (from the device): `{"reported": {...}, "version": 7}`
+//! - reported (from the device): `{"reported": {...}, "version": 7}`, and
+//!   optionally `"rejected": {"version": 9, "reason": "..."}` (the device
+//!   refuses desired version 9; `reported` may then be left out)
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -46,13 +48,28 @@ pub fn decode_desired(payload: &[u8]) -> Result<Option<DesiredMessage>, serde_js
     serde_json::from_slice(payload).map(Some)
 }
 
+/// The longest rejection reason a device may send, in characters.
+pub const MAX_REJECTION_REASON_CHARS: usize = 256;
+
 /// A reported-state message from a device, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportedMessage {
-    /// The device's whole reported state.
-    pub reported: Document,
+    /// The device's whole reported state; `None` when the message carries
+    /// only a rejection.
+    pub reported: Option<Document>,
     /// The desired version the device has applied.
     pub version: i64,
+    /// The desired version the device refuses, and why.
+    pub rejected: Option<Rejection>,
+}
+
+/// A device's refusal of a desired version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The desired version refused.
+    pub version: i64,
+    /// Why, in the device's words (at most [`MAX_REJECTION_REASON_CHARS`]).
+    pub reason: String,
 }
 
 /// Why a reported payload was refused; [`ReportedError::reason`] names it
@@ -73,8 +90,8 @@ pub enum ReportedError {
     /// The payload is JSON but not an object.
     #[error("payload must be a JSON object, got {0}")]
     NotAnObject(&'static str),
-    /// `reported` is missing.
-    #[error("payload has no \"reported\" field")]
+    /// Neither `reported` nor `rejected` is there.
+    #[error("payload has no \"reported\" field (nor a \"rejected\" one)")]
     MissingReported,
     /// `reported` is not an object, or breaks the document limits.
     #[error("\"reported\" is invalid: {0}")]
@@ -82,6 +99,11 @@ pub enum ReportedError {
     /// `version` is not a non-negative integer.
     #[error("\"version\" must be a non-negative integer, got {0}")]
     BadVersion(String),
+    /// `rejected` is not `{"version": N, "reason": "..."}` with a
+    /// non-negative integer version and a reason of at most
+    /// [`MAX_REJECTION_REASON_CHARS`] characters.
+    #[error("\"rejected\" is invalid: {0}")]
+    BadRejection(String),
 }
 
 impl ReportedError {
@@ -94,6 +116,7 @@ impl ReportedError {
             Self::Document(DocumentError::NotAnObject(_)) => "reported_not_object",
             Self::Document(_) => "document_limits",
             Self::BadVersion(_) => "bad_version",
+            Self::BadRejection(_) => "bad_rejection",
         }
     }
 }
@@ -103,9 +126,10 @@ pub fn decode_reported(
     payload: &[u8],
     limits: &DocumentLimits,
 ) -> Result<ReportedMessage, ReportedError> {
-    // The envelope adds a few bytes around the document; a payload far past
-    // the limit is refused before it is parsed.
-    let envelope_allowance = 256;
+    // The envelope adds a few bytes around the document, and a rejection
+    // its reason (each character at most a 6-byte JSON escape); a payload
+    // far past the limit is refused before it is parsed.
+    let envelope_allowance = 256 + 6 * MAX_REJECTION_REASON_CHARS;
     if payload.len() > limits.max_bytes + envelope_allowance {
         return Err(ReportedError::TooLarge {
             size: payload.len(),
@@ -119,18 +143,82 @@ pub fn decode_reported(
     };
     let version = match envelope.remove("version") {
         None | Some(Value::Null) => 0,
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .filter(|v| *v >= 0)
-            .ok_or_else(|| ReportedError::BadVersion(n.to_string()))?,
-        Some(other) => return Err(ReportedError::BadVersion(type_name(&other).to_owned())),
+        Some(value) => non_negative_integer(&value)
+            .ok_or_else(|| ReportedError::BadVersion(describe(&value)))?,
     };
-    let reported = envelope
-        .remove("reported")
-        .ok_or(ReportedError::MissingReported)?;
-    let reported = into_document(reported).map_err(ReportedError::Document)?;
-    limits.check(&reported).map_err(ReportedError::Document)?;
-    Ok(ReportedMessage { reported, version })
+    let rejected = match envelope.remove("rejected") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(decode_rejection(value)?),
+    };
+    let reported = match envelope.remove("reported") {
+        None if rejected.is_some() => None,
+        None => return Err(ReportedError::MissingReported),
+        Some(reported) => {
+            let reported = into_document(reported).map_err(ReportedError::Document)?;
+            limits.check(&reported).map_err(ReportedError::Document)?;
+            Some(reported)
+        }
+    };
+    Ok(ReportedMessage {
+        reported,
+        version,
+        rejected,
+    })
+}
+
+/// `{"version": N, "reason": "..."}`; other keys are ignored, as in the
+/// envelope.
+fn decode_rejection(value: Value) -> Result<Rejection, ReportedError> {
+    let bad = |what: String| Err(ReportedError::BadRejection(what));
+    let Value::Object(mut rejection) = value else {
+        return bad(format!("must be an object, got {}", type_name(&value)));
+    };
+    let version = match rejection.remove("version") {
+        None => return bad("no \"version\"".to_owned()),
+        Some(value) => match non_negative_integer(&value) {
+            Some(version) => version,
+            None => {
+                return bad(format!(
+                    "\"version\" must be a non-negative integer, got {}",
+                    describe(&value)
+                ));
+            }
+        },
+    };
+    let reason = match rejection.remove("reason") {
+        Some(Value::String(reason)) => reason,
+        Some(other) => {
+            return bad(format!(
+                "\"reason\" must be a string, got {}",
+                type_name(&other)
+            ));
+        }
+        None => return bad("no \"reason\"".to_owned()),
+    };
+    let chars = reason.chars().count();
+    if chars > MAX_REJECTION_REASON_CHARS {
+        return bad(format!(
+            "\"reason\" is {chars} characters, more than {MAX_REJECTION_REASON_CHARS}"
+        ));
+    }
+    if reason.contains('\0') {
+        // PostgreSQL text cannot hold it.
+        return bad("\"reason\" contains a NUL character".to_owned());
+    }
+    Ok(Rejection { version, reason })
+}
+
+/// A JSON integer `>= 0` that fits an `i64`.
+fn non_negative_integer(value: &Value) -> Option<i64> {
+    value.as_i64().filter(|v| *v >= 0)
+}
+
+/// A refused version, for the error: the number itself, or its type.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Number(n) => n.to_string(),
+        other => type_name(other).to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -159,9 +247,71 @@ mod tests {
         let limits = DocumentLimits::default();
         let msg = decode_reported(br#"{"reported": {"rate": 4}, "version": 2}"#, &limits).unwrap();
         assert_eq!(msg.version, 2);
-        assert_eq!(msg.reported, into_document(json!({"rate": 4})).unwrap());
+        assert_eq!(
+            msg.reported,
+            Some(into_document(json!({"rate": 4})).unwrap())
+        );
+        assert_eq!(msg.rejected, None);
         let msg = decode_reported(br#"{"reported": {}}"#, &limits).unwrap();
         assert_eq!(msg.version, 0);
+    }
+
+    #[test]
+    fn a_rejection_comes_with_or_without_reported_state() {
+        let limits = DocumentLimits::default();
+        let msg = decode_reported(
+            br#"{"reported": {"fw": "2.4.0"}, "version": 8, "rejected": {"version": 9, "reason": "no space"}}"#,
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(msg.version, 8);
+        assert!(msg.reported.is_some());
+        let rejection = Rejection {
+            version: 9,
+            reason: "no space".to_owned(),
+        };
+        assert_eq!(msg.rejected, Some(rejection.clone()));
+        let alone = decode_reported(
+            br#"{"rejected": {"version": 9, "reason": "no space"}}"#,
+            &limits,
+        )
+        .unwrap();
+        assert_eq!((alone.reported, alone.rejected), (None, Some(rejection)));
+        let longest = format!(
+            r#"{{"rejected": {{"version": 1, "reason": "{}"}}}}"#,
+            "é".repeat(MAX_REJECTION_REASON_CHARS)
+        );
+        assert!(decode_reported(longest.as_bytes(), &limits).is_ok());
+        let null = decode_reported(br#"{"reported": {}, "rejected": null}"#, &limits).unwrap();
+        assert_eq!(null.rejected, None);
+    }
+
+    #[test]
+    fn a_rejection_of_another_shape_is_refused() {
+        let limits = DocumentLimits::default();
+        let too_long = format!(
+            r#"{{"rejected": {{"version": 1, "reason": "{}"}}}}"#,
+            "x".repeat(MAX_REJECTION_REASON_CHARS + 1)
+        );
+        let cases: [&[u8]; 8] = [
+            too_long.as_bytes(),
+            br#"{"rejected": 9}"#,
+            br#"{"rejected": {"reason": "no version"}}"#,
+            br#"{"rejected": {"version": -1, "reason": "x"}}"#,
+            br#"{"rejected": {"version": "9", "reason": "x"}}"#,
+            br#"{"rejected": {"version": 9}}"#,
+            br#"{"rejected": {"version": 9, "reason": 42}}"#,
+            br#"{"reported": {}, "rejected": {"version": 9, "reason": "a\u0000b"}}"#,
+        ];
+        for payload in cases {
+            let err = decode_reported(payload, &limits).unwrap_err();
+            assert_eq!(
+                err.reason(),
+                "bad_rejection",
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
+        }
     }
 
     #[test]
@@ -184,7 +334,7 @@ mod tests {
             ),
             // PostgreSQL cannot store it: refused before any write.
             (br#"{"reported": {"s": "\u0000"}}"#, "document_limits"),
-            (&[b' '; 400], "too_large"),
+            (&[b' '; 2000], "too_large"),
         ];
         for (payload, reason) in cases {
             let err = decode_reported(payload, &limits).unwrap_err();

@@ -1,32 +1,74 @@
-//! The ingester's write: a whole batch of reported states in one statement.
+//! The ingester's write: a whole batch of reported states (and device
+//! rejections) in one statement.
+//!
+//! The rules it applies, per device (the convergence rules are stated in
+//! `shadowbox_core::convergence`):
+//! - a `version` above `desired_version` is `ahead`: refused, never stored;
+//! - a `version` below `reported_version` is `stale`: dropped;
+//! - otherwise the reported state is stored, and `applied_at` is set when
+//!   `reported_version` first reaches the current `desired_version`;
+//! - a rejection is recorded only if it refuses the current desired
+//!   version and the device does not report that version applied;
+//!   otherwise it is ignored;
+//! - every message of an active device moves `last_seen` forward.
 
 use chrono::{DateTime, Utc};
 use shadowbox_core::Document;
+use shadowbox_core::payload::Rejection;
 use sqlx::PgExecutor;
 use sqlx::types::Json;
 
-/// One device's winning reported message of a batch.
+/// One device's update of a batch: the winner of its reported states and
+/// the winner of its rejections, if any.
 #[derive(Debug, Clone)]
 pub struct ReportedUpdate {
     /// The tenant.
     pub tenant_id: String,
     /// The device.
     pub device_id: String,
+    /// The reported state to store, if a message carried one.
+    pub reported: Option<ReportedState>,
+    /// The rejection to record, if a message carried one.
+    pub rejection: Option<ReceivedRejection>,
+    /// When the device's latest message of the batch arrived (`last_seen`).
+    pub seen_at: DateTime<Utc>,
+}
+
+/// A reported state as a device sent it.
+#[derive(Debug, Clone)]
+pub struct ReportedState {
     /// The whole reported document.
-    pub reported: Document,
+    pub document: Document,
     /// The desired version the device has applied.
     pub version: i64,
-    /// When the message was received.
+    /// When its message arrived (`applied_at` if it reaches the desired
+    /// version).
     pub received_at: DateTime<Utc>,
 }
 
-/// What became of one update.
+/// A rejection as a device sent it.
+#[derive(Debug, Clone)]
+pub struct ReceivedRejection {
+    /// What the device refuses, and why.
+    pub rejection: Rejection,
+    /// When its message arrived (`rejected_at`).
+    pub received_at: DateTime<Utc>,
+}
+
+/// What became of an update's reported state (or of the whole update,
+/// for an unknown or decommissioned device).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportedOutcome {
     /// Stored; `last_seen` updated.
     Applied,
     /// Older than the stored version: dropped, only `last_seen` updated.
     Stale,
+    /// Newer than the device's desired version: refused, only `last_seen`
+    /// updated.
+    Ahead,
+    /// The update carried no reported state (only a rejection); `last_seen`
+    /// updated.
+    NoReport,
     /// No such tenant or device.
     Unknown,
     /// The device is decommissioned: dropped.
@@ -39,17 +81,56 @@ impl ReportedOutcome {
         match self {
             Self::Applied => "applied",
             Self::Stale => "stale",
+            Self::Ahead => "ahead",
+            Self::NoReport => "rejection",
             Self::Unknown => "unknown",
             Self::Decommissioned => "decommissioned",
         }
     }
+
+    /// Whether the device is known and active (its update was written).
+    pub fn device_active(self) -> bool {
+        !matches!(self, Self::Unknown | Self::Decommissioned)
+    }
+}
+
+/// What became of an update's rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionOutcome {
+    /// Stored on the device: it refuses its current desired version.
+    Recorded,
+    /// Of a version that is not the current desired version, of one the
+    /// device reports applied, or of an unknown or decommissioned device.
+    Ignored,
+}
+
+impl RejectionOutcome {
+    /// A short, stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Recorded => "recorded",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+/// What one update did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReportedWrite {
+    /// What became of its reported state.
+    pub outcome: ReportedOutcome,
+    /// What became of its rejection, if it had one.
+    pub rejection: Option<RejectionOutcome>,
+    /// Seconds from the commit of the desired version to its report, when
+    /// this update applied the device's current desired version for the
+    /// first time (never negative).
+    pub commit_to_applied_seconds: Option<f64>,
 }
 
 /// Applies `updates` (at most one per device) in one statement and returns
-/// each one's outcome, in input order. `reported_version` never decreases
-/// and a stored state is never replaced by an older one; every message of
-/// an active device updates `last_seen`. Rows are locked in key order, so
-/// concurrent ingesters cannot deadlock each other.
+/// what each one did, in input order (see the module doc for the rules).
+/// Rows are locked in key order, so concurrent ingesters cannot deadlock
+/// each other.
 ///
 /// The locked rows carry their input along, so the UPDATE joins them to
 /// `device_state` by primary key alone: joining the input again made the
@@ -58,53 +139,109 @@ impl ReportedOutcome {
 pub async fn apply_reported(
     db: impl PgExecutor<'_>,
     updates: &[ReportedUpdate],
-) -> sqlx::Result<Vec<ReportedOutcome>> {
+) -> sqlx::Result<Vec<ReportedWrite>> {
     let tenants: Vec<&str> = updates.iter().map(|u| u.tenant_id.as_str()).collect();
     let devices: Vec<&str> = updates.iter().map(|u| u.device_id.as_str()).collect();
-    let documents: Vec<Json<&Document>> = updates.iter().map(|u| Json(&u.reported)).collect();
-    let versions: Vec<i64> = updates.iter().map(|u| u.version).collect();
-    let received: Vec<DateTime<Utc>> = updates.iter().map(|u| u.received_at).collect();
-    let outcomes: Vec<String> = sqlx::query_scalar(
+    let reported = || updates.iter().map(|u| u.reported.as_ref());
+    let documents: Vec<Option<Json<&Document>>> =
+        reported().map(|r| r.map(|r| Json(&r.document))).collect();
+    let versions: Vec<Option<i64>> = reported().map(|r| r.map(|r| r.version)).collect();
+    let reported_at: Vec<Option<DateTime<Utc>>> =
+        reported().map(|r| r.map(|r| r.received_at)).collect();
+    let rejections = || updates.iter().map(|u| u.rejection.as_ref());
+    let rejected_versions: Vec<Option<i64>> = rejections()
+        .map(|r| r.map(|r| r.rejection.version))
+        .collect();
+    let rejected_reasons: Vec<Option<&str>> = rejections()
+        .map(|r| r.map(|r| r.rejection.reason.as_str()))
+        .collect();
+    let rejected_at: Vec<Option<DateTime<Utc>>> =
+        rejections().map(|r| r.map(|r| r.received_at)).collect();
+    let seen_at: Vec<DateTime<Utc>> = updates.iter().map(|u| u.seen_at).collect();
+    let rows: Vec<(String, Option<String>, Option<f64>)> = sqlx::query_as(
         "WITH input AS (
-           SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::timestamptz[])
-             WITH ORDINALITY AS i(tenant_id, device_id, reported, version, received_at, ord)),
+           SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::timestamptz[],
+                                $6::bigint[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+             WITH ORDINALITY AS i(tenant_id, device_id, reported, version, reported_at,
+                                  rejected_version, rejected_reason, rejected_at, seen_at, ord)),
          current AS MATERIALIZED (
-           SELECT s.tenant_id, s.device_id, s.status, s.reported_version,
-                  i.reported, i.version, i.received_at
+           SELECT s.tenant_id, s.device_id, s.status, s.reported_version, s.desired_version,
+                  s.desired_committed_at, s.applied_at,
+                  i.reported, i.version, i.reported_at,
+                  i.rejected_version, i.rejected_reason, i.rejected_at, i.seen_at
            FROM device_state s JOIN input i USING (tenant_id, device_id)
            ORDER BY s.tenant_id, s.device_id
            FOR UPDATE OF s),
+         report AS (
+           SELECT c.*,
+                  CASE WHEN c.reported IS NULL THEN 'rejection'
+                       WHEN c.version > c.desired_version THEN 'ahead'
+                       WHEN c.version < c.reported_version THEN 'stale'
+                       ELSE 'applied' END AS outcome
+           FROM current c),
+         judged AS (
+           SELECT r.*,
+                  r.outcome = 'applied' AND r.applied_at IS NULL AND r.desired_version > 0
+                    AND r.version >= r.desired_version AS newly_applied,
+                  CASE WHEN r.rejected_version IS NULL THEN NULL
+                       WHEN r.rejected_version = r.desired_version
+                         AND (CASE WHEN r.outcome = 'applied' THEN r.version
+                                   ELSE r.reported_version END) < r.rejected_version
+                         THEN 'recorded'
+                       ELSE 'ignored' END AS rejection
+           FROM report r),
          updated AS (
            UPDATE device_state s SET
-             reported_state = CASE WHEN c.version >= c.reported_version
-                                   THEN c.reported ELSE s.reported_state END,
-             reported_version = greatest(c.reported_version, c.version),
-             last_seen = greatest(s.last_seen, c.received_at),
+             reported_state = CASE WHEN j.outcome = 'applied' THEN j.reported ELSE s.reported_state END,
+             reported_version = CASE WHEN j.outcome = 'applied' THEN j.version ELSE s.reported_version END,
+             applied_at = CASE WHEN j.newly_applied THEN j.reported_at ELSE s.applied_at END,
+             rejected_version = CASE WHEN j.rejection = 'recorded' THEN j.rejected_version ELSE s.rejected_version END,
+             rejected_reason = CASE WHEN j.rejection = 'recorded' THEN j.rejected_reason ELSE s.rejected_reason END,
+             rejected_at = CASE WHEN j.rejection = 'recorded' THEN j.rejected_at ELSE s.rejected_at END,
+             last_seen = greatest(s.last_seen, j.seen_at),
              updated_at = now()
-           FROM current c
-           WHERE s.tenant_id = c.tenant_id AND s.device_id = c.device_id
-             AND c.status = 'active')
-         SELECT CASE WHEN c.tenant_id IS NULL THEN 'unknown'
-                     WHEN c.status <> 'active' THEN 'decommissioned'
-                     WHEN i.version < c.reported_version THEN 'stale'
-                     ELSE 'applied' END
-         FROM input i LEFT JOIN current c USING (tenant_id, device_id)
+           FROM judged j
+           WHERE s.tenant_id = j.tenant_id AND s.device_id = j.device_id
+             AND j.status = 'active')
+         SELECT CASE WHEN j.tenant_id IS NULL THEN 'unknown'
+                     WHEN j.status <> 'active' THEN 'decommissioned'
+                     ELSE j.outcome END,
+                CASE WHEN i.rejected_version IS NULL THEN NULL
+                     WHEN j.status = 'active' THEN j.rejection
+                     ELSE 'ignored' END,
+                CASE WHEN j.newly_applied AND j.status = 'active'
+                     THEN greatest(0, extract(epoch FROM j.reported_at - j.desired_committed_at))::float8
+                END
+         FROM input i LEFT JOIN judged j USING (tenant_id, device_id)
          ORDER BY i.ord",
     )
     .bind(&tenants)
     .bind(&devices)
     .bind(&documents)
     .bind(&versions)
-    .bind(&received)
+    .bind(&reported_at)
+    .bind(&rejected_versions)
+    .bind(&rejected_reasons)
+    .bind(&rejected_at)
+    .bind(&seen_at)
     .fetch_all(db)
     .await?;
-    Ok(outcomes
-        .iter()
-        .map(|o| match o.as_str() {
-            "applied" => ReportedOutcome::Applied,
-            "stale" => ReportedOutcome::Stale,
-            "decommissioned" => ReportedOutcome::Decommissioned,
-            _ => ReportedOutcome::Unknown,
+    Ok(rows
+        .into_iter()
+        .map(|(outcome, rejection, seconds)| ReportedWrite {
+            outcome: match outcome.as_str() {
+                "applied" => ReportedOutcome::Applied,
+                "stale" => ReportedOutcome::Stale,
+                "ahead" => ReportedOutcome::Ahead,
+                "rejection" => ReportedOutcome::NoReport,
+                "decommissioned" => ReportedOutcome::Decommissioned,
+                _ => ReportedOutcome::Unknown,
+            },
+            rejection: rejection.map(|r| match r.as_str() {
+                "recorded" => RejectionOutcome::Recorded,
+                _ => RejectionOutcome::Ignored,
+            }),
+            commit_to_applied_seconds: seconds,
         })
         .collect())
 }

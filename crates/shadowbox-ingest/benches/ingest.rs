@@ -19,7 +19,7 @@ use serde_json::json;
 use shadowbox_core::DocumentLimits;
 use shadowbox_core::payload::decode_reported;
 use shadowbox_core::topic::{parse_shadow_topic, shared_reported_filter};
-use shadowbox_db::reported::{ReportedUpdate, apply_reported};
+use shadowbox_db::reported::{ReportedState, ReportedUpdate, apply_reported};
 use shadowbox_testkit::mqtt::{Client, unique_client_id};
 use shadowbox_testkit::{Fleet, Mosquitto, MosquittoConfig, Running, TestDb};
 use sqlx::PgPool;
@@ -81,8 +81,14 @@ async fn main() {
         extra: "max_queued_messages 0\n".to_owned(),
     });
     let ids = || (0..devices).map(|i| format!("d{i}"));
-    Fleet::register_ids(&db.pool, "bench", ids()).await;
-    Fleet::register_ids(&db.pool, "base", ids()).await;
+    // Desired versions high enough that no report is `ahead`.
+    let last_version = messages.div_ceil(devices) as i64;
+    for tenant in ["bench", "base"] {
+        Fleet::register_ids(&db.pool, tenant, ids())
+            .await
+            .desired_at(last_version)
+            .await;
+    }
 
     let mut settings = common::settings(&broker.url(), &unique_client_id("bench"));
     settings.batch_size = shadowbox_ingest::DEFAULT_BATCH_SIZE;
@@ -196,12 +202,17 @@ async fn baseline(broker: String, pool: PgPool, count: usize) -> tokio::task::Jo
             let publish = rx.recv().await.unwrap();
             let (tenant, device, _) = parse_shadow_topic(&publish.topic).unwrap();
             let message = decode_reported(&publish.payload, &limits).unwrap();
+            let received_at = chrono::Utc::now();
             let update = ReportedUpdate {
                 tenant_id: tenant.into_string(),
                 device_id: device.into_string(),
-                reported: message.reported,
-                version: message.version,
-                received_at: chrono::Utc::now(),
+                reported: message.reported.map(|document| ReportedState {
+                    document,
+                    version: message.version,
+                    received_at,
+                }),
+                rejection: None,
+                seen_at: received_at,
             };
             apply_reported(&pool, &[update]).await.unwrap();
             client.ack(&publish).await.unwrap();

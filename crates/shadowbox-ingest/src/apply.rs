@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use backon::Retryable as _;
 use shadowbox_core::backoff;
-use shadowbox_db::reported::{ReportedOutcome, ReportedUpdate, apply_reported};
+use shadowbox_db::reported::{ReportedUpdate, ReportedWrite, apply_reported};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// The statement ran; this is what it did.
-    Written(ReportedOutcome),
+    Written(ReportedWrite),
     /// The database refused this update's data.
     Rejected(sqlx::Error),
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use shadowbox_core::DocumentLimits;
 use shadowbox_core::payload::{ReportedError, decode_reported};
 use shadowbox_core::topic::{ShadowTopicKind, TopicError, parse_shadow_topic};
-use shadowbox_db::reported::ReportedUpdate;
+use shadowbox_db::reported::{ReceivedRejection, ReportedState, ReportedUpdate};
 
 /// Why a message is refused before it reaches the database.
 #[derive(Debug)]
@@ -46,32 +46,61 @@ impl fmt::Display for Invalid {
 pub(crate) enum Verdict {
     /// Refused; never reaches the database.
     Invalid(Invalid),
-    /// Written as `updates[i]`.
-    Update(usize),
-    /// Replaced by `updates[i]`, a message of the same device in this batch
-    /// with a higher version, or the same version received later.
-    Superseded(usize),
+    /// Part of `updates[slot]`, its device's update.
+    Valid {
+        /// The device's update.
+        slot: usize,
+        /// What becomes of the message's reported state.
+        report: Part,
+        /// What becomes of the message's rejection.
+        rejection: Part,
+    },
+}
+
+/// What becomes of one part (reported state or rejection) of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The message has none.
+    Absent,
+    /// It is the one its device's update carries.
+    Winner,
+    /// A part of the same device in this batch replaced it: a higher
+    /// version, or the same version received later.
+    Superseded,
 }
 
 /// A batch ready to write.
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
-    /// At most one update per device, the winner of its messages.
+    /// At most one update per device: the winner of its reported states and
+    /// the winner of its rejections.
     pub updates: Vec<ReportedUpdate>,
     /// One verdict per message, in receive order.
     pub verdicts: Vec<Verdict>,
 }
 
+/// Per device: its update's index, and the messages owning its reported
+/// state and its rejection.
+struct Owners {
+    slot: usize,
+    report: Option<usize>,
+    rejection: Option<usize>,
+}
+
 /// Decodes `messages` (topic, payload, arrival, in receive order),
-/// validates them against `limits` and keeps per device the message that
-/// wins: the highest version, and among equal versions the latest received.
+/// validates them against `limits` and keeps per device the reported state
+/// that wins (the highest version, and among equal versions the latest
+/// received) and, separately, the rejection that wins (the same way).
+///
+/// A winner whose version the database then finds `ahead` is refused with
+/// the losers it beat: a device that sends versions it was never given
+/// loses that batch's reports.
 pub(crate) fn plan<'a>(
     messages: impl IntoIterator<Item = (&'a str, &'a [u8], DateTime<Utc>)>,
     limits: &DocumentLimits,
 ) -> Plan {
     let mut plan = Plan::default();
-    // Per device: its update's index, and the message that owns it.
-    let mut winners: HashMap<(String, String), (usize, usize)> = HashMap::new();
+    let mut owners: HashMap<(String, String), Owners> = HashMap::new();
     for (topic, payload, received_at) in messages {
         let index = plan.verdicts.len();
         let decoded = match parse_shadow_topic(topic) {
@@ -88,28 +117,73 @@ pub(crate) fn plan<'a>(
                 continue;
             }
         };
-        let update = ReportedUpdate {
-            tenant_id: tenant.into_string(),
-            device_id: device.into_string(),
-            reported: message.reported,
-            version: message.version,
-            received_at,
+        let key = (tenant.into_string(), device.into_string());
+        let owner = owners.entry(key).or_insert_with_key(|(tenant, device)| {
+            plan.updates.push(ReportedUpdate {
+                tenant_id: tenant.clone(),
+                device_id: device.clone(),
+                reported: None,
+                rejection: None,
+                seen_at: received_at,
+            });
+            Owners {
+                slot: plan.updates.len() - 1,
+                report: None,
+                rejection: None,
+            }
+        });
+        let update = &mut plan.updates[owner.slot];
+        update.seen_at = update.seen_at.max(received_at);
+        let report = match message.reported {
+            None => Part::Absent,
+            Some(document) => {
+                let state = ReportedState {
+                    document,
+                    version: message.version,
+                    received_at,
+                };
+                let current = update.reported.as_ref().map(|r| r.version);
+                if current.is_none_or(|v| state.version >= v) {
+                    update.reported = Some(state);
+                    if let Some(Verdict::Valid { report, .. }) =
+                        owner.report.replace(index).map(|i| &mut plan.verdicts[i])
+                    {
+                        *report = Part::Superseded;
+                    }
+                    Part::Winner
+                } else {
+                    Part::Superseded
+                }
+            }
         };
-        let key = (update.tenant_id.clone(), update.device_id.clone());
-        match winners.get_mut(&key) {
-            None => {
-                winners.insert(key, (plan.updates.len(), index));
-                plan.verdicts.push(Verdict::Update(plan.updates.len()));
-                plan.updates.push(update);
+        let update = &mut plan.updates[owner.slot];
+        let rejection = match message.rejected {
+            None => Part::Absent,
+            Some(rejection) => {
+                let current = update.rejection.as_ref().map(|r| r.rejection.version);
+                if current.is_none_or(|v| rejection.version >= v) {
+                    update.rejection = Some(ReceivedRejection {
+                        rejection,
+                        received_at,
+                    });
+                    if let Some(Verdict::Valid { rejection, .. }) = owner
+                        .rejection
+                        .replace(index)
+                        .map(|i| &mut plan.verdicts[i])
+                    {
+                        *rejection = Part::Superseded;
+                    }
+                    Part::Winner
+                } else {
+                    Part::Superseded
+                }
             }
-            Some((slot, owner)) if update.version >= plan.updates[*slot].version => {
-                plan.verdicts[*owner] = Verdict::Superseded(*slot);
-                plan.verdicts.push(Verdict::Update(*slot));
-                plan.updates[*slot] = update;
-                *owner = index;
-            }
-            Some((slot, _)) => plan.verdicts.push(Verdict::Superseded(*slot)),
-        }
+        };
+        plan.verdicts.push(Verdict::Valid {
+            slot: owner.slot,
+            report,
+            rejection,
+        });
     }
     plan
 }
@@ -142,20 +216,61 @@ mod tests {
         ]);
         assert_eq!(plan.updates.len(), 2);
         let a = &plan.updates[0];
-        assert_eq!((a.device_id.as_str(), a.version), ("a", 5));
-        assert_eq!(a.reported["n"], 5);
-        assert_eq!(plan.updates[1].reported["n"], 4);
-        let shape: Vec<String> = plan.verdicts.iter().map(|v| format!("{v:?}")).collect();
+        let a_state = a.reported.as_ref().unwrap();
+        assert_eq!((a.device_id.as_str(), a_state.version), ("a", 5));
+        assert_eq!(a_state.document["n"], 5);
+        assert_eq!(plan.updates[1].reported.as_ref().unwrap().document["n"], 4);
         assert_eq!(
-            shape,
+            shape(&plan),
             [
-                "Superseded(0)",
-                "Superseded(1)",
-                "Superseded(0)",
-                "Update(1)",
-                "Update(0)"
+                "0 Superseded Absent",
+                "1 Superseded Absent",
+                "0 Superseded Absent",
+                "1 Winner Absent",
+                "0 Winner Absent"
             ]
         );
+    }
+
+    #[test]
+    fn reported_state_and_rejection_win_separately() {
+        let plan = run(&[
+            (
+                A,
+                r#"{"reported": {"n": 1}, "version": 2, "rejected": {"version": 3, "reason": "first"}}"#,
+            ),
+            (A, r#"{"reported": {"n": 2}, "version": 1}"#),
+            (A, r#"{"rejected": {"version": 3, "reason": "second"}}"#),
+            (A, r#"{"rejected": {"version": 2, "reason": "older"}}"#),
+        ]);
+        assert_eq!(plan.updates.len(), 1);
+        let a = &plan.updates[0];
+        assert_eq!(a.reported.as_ref().unwrap().document["n"], 1);
+        assert_eq!(a.rejection.as_ref().unwrap().rejection.reason, "second");
+        assert_eq!(
+            shape(&plan),
+            [
+                "0 Winner Superseded",
+                "0 Superseded Absent",
+                "0 Absent Winner",
+                "0 Absent Superseded"
+            ]
+        );
+    }
+
+    /// `"<slot> <report> <rejection>"` per valid message.
+    fn shape(plan: &Plan) -> Vec<String> {
+        plan.verdicts
+            .iter()
+            .map(|v| match v {
+                Verdict::Valid {
+                    slot,
+                    report,
+                    rejection,
+                } => format!("{slot} {report:?} {rejection:?}"),
+                Verdict::Invalid(invalid) => panic!("{invalid}"),
+            })
+            .collect()
     }
 
     #[test]
@@ -166,6 +281,7 @@ mod tests {
             (A, "{"),
             (A, r#"{"reported": 1}"#),
             (A, r#"{"reported": {}, "version": -2}"#),
+            (A, r#"{"rejected": {"version": 2}}"#),
         ]);
         assert!(plan.updates.is_empty());
         let reasons: Vec<&str> = plan
@@ -183,7 +299,8 @@ mod tests {
                 "bad_topic",
                 "invalid_json",
                 "reported_not_object",
-                "bad_version"
+                "bad_version",
+                "bad_rejection"
             ]
         );
     }

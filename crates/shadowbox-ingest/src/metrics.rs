@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use shadowbox_core::convergence::CONVERGENCE_BUCKETS_SECONDS;
 
 /// What became of a message.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,6 +26,10 @@ struct ReasonLabel {
 pub struct IngestMetrics {
     messages: Family<ResultLabel, Counter>,
     invalid: Family<ReasonLabel, Counter>,
+    rejections: Family<ResultLabel, Counter>,
+    /// Seconds from a desired version's commit to the report that first
+    /// applied it; one sample per applied version.
+    pub(crate) commit_to_applied: Histogram,
     /// Messages per batch.
     pub(crate) batch_size: Histogram,
     /// Time to write one batch, retries included.
@@ -46,6 +51,8 @@ impl IngestMetrics {
         let metrics = Self {
             messages: Family::default(),
             invalid: Family::default(),
+            rejections: Family::default(),
+            commit_to_applied: Histogram::new(CONVERGENCE_BUCKETS_SECONDS),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             apply_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             lag_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
@@ -56,13 +63,24 @@ impl IngestMetrics {
         let registry = registry.sub_registry_with_prefix("shadowbox_ingest");
         registry.register(
             "messages",
-            "Reported messages by result: applied, stale, superseded (a newer message of the same device in the same batch), invalid, unknown, decommissioned",
+            "Reported messages by result: applied, stale, ahead (a version above the desired one, refused), rejection (only a rejection, see rejections), superseded (a newer message of the same device in the same batch), invalid, unknown, decommissioned",
             metrics.messages.clone(),
         );
         registry.register(
             "invalid_messages",
             "Invalid reported messages by reason",
             metrics.invalid.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Device rejections by result: recorded (of the current desired version), ignored (of another version, of a version already applied, or of an unknown or decommissioned device), superseded (a newer rejection of the same device in the same batch)",
+            metrics.rejections.clone(),
+        );
+        registry.register_with_unit(
+            "commit_to_applied",
+            "Time from the commit of a desired version to the reported message that first applied it",
+            Unit::Seconds,
+            metrics.commit_to_applied.clone(),
         );
         registry.register(
             "batch_size",
@@ -104,6 +122,11 @@ impl IngestMetrics {
         self.messages
             .get_or_create(&ResultLabel { result })
             .inc_by(n);
+    }
+
+    /// Counts one rejection with `result`.
+    pub(crate) fn count_rejection(&self, result: &'static str) {
+        self.rejections.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// Counts one invalid message refused for `reason`.

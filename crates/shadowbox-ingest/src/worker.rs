@@ -8,13 +8,13 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use shadowbox_core::DocumentLimits;
-use shadowbox_db::reported::ReportedOutcome;
+use shadowbox_db::reported::{RejectionOutcome, ReportedOutcome};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{Outcome, apply};
-use crate::batch::{Verdict, plan};
+use crate::batch::{Part, Verdict, plan};
 use crate::connection::{Acks, Received};
 use crate::log_sampler::LogSampler;
 use crate::metrics::IngestMetrics;
@@ -125,33 +125,55 @@ impl Worker {
 
     /// Counts (and, sampled, logs) what became of one message.
     fn record(&self, topic: &str, verdict: &Verdict, outcomes: &[Outcome], log: &mut LogSampler) {
-        let winner = match verdict {
+        let (slot, report, rejection) = match verdict {
             Verdict::Invalid(invalid) => {
                 self.metrics.count_invalid(invalid.reason());
                 dropped(log, invalid.reason(), topic, invalid);
                 return;
             }
-            Verdict::Update(i) => &outcomes[*i],
-            Verdict::Superseded(i) => match &outcomes[*i] {
-                Outcome::Written(ReportedOutcome::Applied | ReportedOutcome::Stale) => {
-                    self.metrics.count("superseded", 1);
-                    return;
-                }
-                // Its device is unknown or decommissioned, or its winner
-                // was refused: it shares that fate.
-                other => other,
-            },
+            Verdict::Valid {
+                slot,
+                report,
+                rejection,
+            } => (*slot, *report, *rejection),
         };
-        match winner {
-            Outcome::Written(ReportedOutcome::Applied) => self.metrics.count("applied", 1),
-            Outcome::Written(outcome) => {
-                self.metrics.count(outcome.label(), 1);
-                dropped(log, outcome.label(), topic, &outcome.label());
-            }
+        let write = match &outcomes[slot] {
+            Outcome::Written(write) => write,
             Outcome::Rejected(error) => {
                 self.metrics.count_invalid("db_rejected");
                 dropped(log, "db_rejected", topic, error);
+                return;
             }
+        };
+        // An unknown or decommissioned device's messages all share its
+        // fate; a superseded report was beaten in its own batch.
+        let counted = match report {
+            _ if !write.outcome.device_active() => Some(write.outcome),
+            Part::Winner => Some(write.outcome),
+            Part::Absent => Some(ReportedOutcome::NoReport),
+            Part::Superseded => None,
+        };
+        match counted {
+            None => self.metrics.count("superseded", 1),
+            Some(outcome @ (ReportedOutcome::Applied | ReportedOutcome::NoReport)) => {
+                self.metrics.count(outcome.label(), 1);
+            }
+            Some(outcome) => {
+                self.metrics.count(outcome.label(), 1);
+                dropped(log, outcome.label(), topic, &outcome.label());
+            }
+        }
+        match rejection {
+            Part::Absent => {}
+            Part::Superseded => self.metrics.count_rejection("superseded"),
+            Part::Winner => self
+                .metrics
+                .count_rejection(write.rejection.unwrap_or(RejectionOutcome::Ignored).label()),
+        }
+        if report == Part::Winner
+            && let Some(seconds) = write.commit_to_applied_seconds
+        {
+            self.metrics.commit_to_applied.observe(seconds);
         }
     }
 }

@@ -90,6 +90,20 @@ impl Fleet {
         outcome.device.desired_version
     }
 
+    /// Sets every device's desired version to `version` directly, as if
+    /// that many changes had been written (nothing is enqueued or
+    /// published): devices may then report versions up to it without being
+    /// refused as `ahead`.
+    pub async fn desired_at(&self, version: i64) -> &Self {
+        sqlx::query("UPDATE device_state SET desired_version = $2 WHERE tenant_id = $1")
+            .bind(self.tenant.as_str())
+            .bind(version)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        self
+    }
+
     /// Device `i`'s desired topic.
     pub fn topic(&self, i: usize) -> String {
         shadow_topic(&self.tenant, &self.devices[i], ShadowTopicKind::Desired)

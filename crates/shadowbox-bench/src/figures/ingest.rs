@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::cpu::{CpuSample, CpuShare, Watched};
+use crate::fleet;
 use crate::mqtt::{Counter, publish_all};
 use crate::report::{Row, count};
 
@@ -78,8 +79,9 @@ pub async fn raw(
 }
 
 /// The running ingester: publishes the traffic to devices `d1` to
-/// `d<devices>` of `tenant` and times it until every device's last version
-/// is committed.
+/// `d<devices>` of `tenant` (whose desired version is first set to the last
+/// version, so no report is `ahead` and the last one applies it) and times
+/// it until every device's last version is committed.
 pub async fn ingest(
     pool: &PgPool,
     port: u16,
@@ -89,6 +91,7 @@ pub async fn ingest(
     messages: u64,
 ) -> anyhow::Result<Pass> {
     let last_version = (messages / devices) as i64;
+    fleet::set_desired_version(pool, tenant, last_version).await?;
     let traffic = traffic("", tenant, devices, messages);
     let before = CpuSample::now(watched);
     let started = Instant::now();

@@ -2,6 +2,7 @@
 //! (one build and link for all of them; every shared helper is used).
 
 mod common;
+mod convergence;
 mod messages;
 mod resilience;
 mod sessions;

@@ -21,6 +21,8 @@ async fn a_valid_message_updates_reported_version_and_last_seen() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let fleet = Fleet::register_ids(&db.pool, "acme", ["pump-7"]).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     let ingester = start(
         settings(&broker.url(), &unique_client_id("valid")),
         db.pool.clone(),
@@ -55,6 +57,8 @@ async fn a_lower_version_never_replaces_a_higher_one() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let fleet = Fleet::register_ids(&db.pool, "acme", ["pump-7"]).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     let ingester = start(
         settings(&broker.url(), &unique_client_id("stale")),
         db.pool.clone(),
@@ -89,6 +93,8 @@ async fn interleaved_versions_of_many_devices_in_one_batch_keep_the_newest() {
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let ids: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
     let fleet = Fleet::register_ids(&db.pool, "acme", ids.clone()).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     let mut settings = settings(&broker.url(), &unique_client_id("interleaved"));
     // Long enough that everything published lands in one or two batches.
     settings.batch_wait = Duration::from_millis(1500);
@@ -144,6 +150,8 @@ async fn bad_input_is_dropped_counted_acknowledged_and_blocks_nobody() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let fleet = Fleet::register_ids(&db.pool, "acme", ["good", "retired", "nul", "refused"]).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     // Stands in for a document the database itself refuses (a character a
     // database in another encoding cannot hold, say): a data exception the
     // ingester's own rules did not foresee.
@@ -282,6 +290,8 @@ async fn shutdown_commits_and_acknowledges_the_batch_in_hand() {
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let ids: Vec<String> = (0..5).map(|i| format!("d{i}")).collect();
     let fleet = Fleet::register_ids(&db.pool, "acme", ids.clone()).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     let id = unique_client_id("shutdown");
     let mut long_wait = settings(&broker.url(), &id);
     long_wait.batch_wait = Duration::from_secs(60);

@@ -56,6 +56,8 @@ async fn a_crashed_ingester_gets_everything_back_from_its_persistent_session(pro
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let ids: Vec<String> = (0..10).map(|i| format!("d{i}")).collect();
     let fleet = Fleet::register_ids(&db.pool, "acme", ids.clone()).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     let id = unique_client_id("crash");
     let mut holding = settings_in(protocol, &broker.url(), &id);
     // Holds its batch long enough to crash with it in hand, unacknowledged.
@@ -101,6 +103,8 @@ async fn a_database_outage_is_waited_out_and_the_newest_state_wins(protocol: Pro
     shadowbox_db::migrate(&pool).await.unwrap();
     let ids: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
     let fleet = Fleet::register_ids(&pool, "acme", ids.clone()).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     let broker = Mosquitto::start();
     let ingester = start(
         settings_in(protocol, &broker.url(), &unique_client_id("db-down")),
@@ -139,6 +143,8 @@ async fn two_ingesters_share_the_load_lose_nothing_and_never_go_back(protocol: P
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let ids: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
     let fleet = Fleet::register_ids(&db.pool, "acme", ids.clone()).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     let a = start(
         settings_in(protocol, &broker.url(), &unique_client_id("share-a")),
         db.pool.clone(),
@@ -207,6 +213,8 @@ async fn it_subscribes_again_when_the_broker_lost_the_session(protocol: Protocol
     init_logs();
     let (db, mut broker) = (TestDb::new().await, Mosquitto::start());
     let fleet = Fleet::register_ids(&db.pool, "acme", ["d0"]).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     let ingester = start(
         settings_in(protocol, &broker.url(), &unique_client_id("resub")),
         db.pool.clone(),

@@ -75,6 +75,8 @@ async fn under_5_a_retired_ingester_s_session_expires_and_its_share_comes_back()
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let fleet = Fleet::register_ids(&db.pool, "acme", ids()).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     let (_, staying) = retire_one(Protocol::V5, &broker, &fleet, Duration::from_secs(1)).await;
     // Past the expiry, the broker has forgotten the retired session: no
     // report is queued for it any more.
@@ -88,6 +90,8 @@ async fn forget_session_discards_a_retired_ingester_s_session() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let fleet = Fleet::register_ids(&db.pool, "acme", ids()).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     // 3.1.1 has no session expiry: the session would stay for good.
     let (retired_id, staying) =
         retire_one(Protocol::V311, &broker, &fleet, Duration::from_secs(3600)).await;
@@ -111,6 +115,8 @@ async fn without_expiry_or_forgetting_a_retired_session_keeps_its_share() {
     init_logs();
     let (db, broker) = (TestDb::new().await, Mosquitto::start());
     let fleet = Fleet::register_ids(&db.pool, "acme", ids()).await;
+    // Every version these devices report is one they were given.
+    fleet.desired_at(1_000).await;
     let (_, staying) = retire_one(Protocol::V311, &broker, &fleet, Duration::from_secs(3600)).await;
     let devices = Client::connect(&broker.url(), "devices").await;
     devices
