@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use shadowbox_core::TenantId;
+use shadowbox_core::{OutboxStatus, TenantId};
 use shadowbox_db::outbox::{self, OutboxFilter};
 use sqlx::PgPool;
 
@@ -50,9 +50,9 @@ pub enum OutboxCommand {
         /// Only this device's rows.
         #[arg(long)]
         device: Option<String>,
-        /// Only rows in this status (pending, delivered, superseded, dead).
-        #[arg(long, value_parser = ["pending", "delivered", "superseded", "dead"])]
-        status: Option<String>,
+        /// Only rows in this status.
+        #[arg(long, value_enum)]
+        status: Option<OutboxStatus>,
         /// Only rows created within this long (e.g. 30m, 2h, 7d).
         #[arg(long, value_parser = crate::duration::parse)]
         since: Option<Duration>,
@@ -155,7 +155,7 @@ pub async fn outbox(common: &CommonArgs, command: OutboxCommand) -> anyhow::Resu
             json,
         } => {
             let filter = OutboxFilter {
-                tenant: tenant.map(TenantId::into_string),
+                tenant,
                 device,
                 status,
                 since: since.map(ago).transpose()?,

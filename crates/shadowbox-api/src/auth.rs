@@ -66,7 +66,7 @@ async fn key_tenant(pool: &PgPool, token: &str) -> Result<Option<TenantId>, DbEr
     if !presented.matches(&stored) {
         return Ok(None);
     }
-    Ok(TenantId::parse(tenant).ok())
+    Ok(Some(tenant))
 }
 
 /// The `{tenant_id}` of a route's path; the route's other parameters are

@@ -6,9 +6,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shadowbox_core::Document;
 use shadowbox_core::delta::delta;
 use shadowbox_core::tags::Tags;
+use shadowbox_core::{DeviceStatus, Document, OutboxKind, OutboxStatus};
 use shadowbox_db::devices::DeviceRecord;
 use shadowbox_db::outbox::OutboxRow;
 use utoipa::ToSchema;
@@ -21,8 +21,8 @@ pub struct DeviceView {
     pub tenant_id: String,
     /// The device.
     pub device_id: String,
-    /// `active` or `decommissioned`.
-    pub status: String,
+    /// Whether it takes desired writes.
+    pub status: DeviceStatus,
     /// The desired document.
     #[schema(value_type = Object)]
     pub desired: Document,
@@ -51,8 +51,8 @@ pub struct DeviceView {
 /// The state of a device's newest publish.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeliverySummary {
-    /// `pending`, `delivered`, `superseded` or `dead`.
-    pub status: String,
+    /// Where that row stands.
+    pub status: OutboxStatus,
     /// The desired version it carries.
     pub version: i64,
     /// Publish attempts made.
@@ -74,8 +74,8 @@ impl From<DeviceRecord> for DeviceView {
         });
         let (desired, reported) = (d.desired_state.0, d.reported_state.0);
         Self {
-            tenant_id: d.tenant_id,
-            device_id: d.device_id,
+            tenant_id: d.tenant_id.into_string(),
+            device_id: d.device_id.into_string(),
             status: d.status,
             delta: delta(&desired, &reported),
             desired,
@@ -112,14 +112,14 @@ pub struct OutboxEntry {
     pub tenant_id: String,
     /// Whose.
     pub device_id: String,
-    /// `desired` or `clear`.
-    pub kind: String,
+    /// What it publishes.
+    pub kind: OutboxKind,
     /// The MQTT topic.
     pub topic: String,
     /// The desired version it carries.
     pub version: i64,
-    /// `pending`, `delivered`, `superseded` or `dead`.
-    pub status: String,
+    /// Where it stands.
+    pub status: OutboxStatus,
     /// Publish attempts made.
     pub attempts: i32,
     /// When it may be tried again.
@@ -136,8 +136,8 @@ impl From<OutboxRow> for OutboxEntry {
     fn from(r: OutboxRow) -> Self {
         Self {
             id: r.id,
-            tenant_id: r.tenant_id,
-            device_id: r.device_id,
+            tenant_id: r.tenant_id.into_string(),
+            device_id: r.device_id.into_string(),
             kind: r.kind,
             topic: r.topic,
             version: r.version,

@@ -105,6 +105,11 @@ identifier!(
     DeviceId
 );
 
+// Read from the database, an identifier is validated again: a row holding
+// anything else fails to decode instead of reaching a topic.
+crate::text_enum::text_column!(TenantId, TenantId::parse, TenantId::as_str);
+crate::text_enum::text_column!(DeviceId, DeviceId::parse, DeviceId::as_str);
+
 #[cfg(test)]
 mod tests {
     use super::*;

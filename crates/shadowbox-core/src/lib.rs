@@ -11,6 +11,10 @@
 //!   the time-to-converge histogram buckets;
 //! - [`idempotency`]: the `Idempotency-Key` form, its replay window and
 //!   what makes two requests the same;
+//! - [`device`] and [`outbox`]: the statuses and kinds, one enum each,
+//!   spelled alike in SQL, JSON and on the command line ([`text_enum`]
+//!   writes their mappings once; the optional features `sqlx`, `clap` and
+//!   `openapi` add theirs);
 //! - [`id`]: validated [`TenantId`] and [`DeviceId`] that cannot inject MQTT
 //!   wildcards or topic levels;
 //! - [`document`]: shadow documents (JSON objects) and their size and depth
@@ -19,7 +23,8 @@
 //! - [`tags`]: device tags and tag filters, and their limits;
 //! - [`delta`]: the desired parts that differ from reported;
 //! - [`topic`]: building and parsing `tenant/{t}/device/{d}/shadow/{kind}`;
-//! - [`payload`]: the MQTT wire payloads devices depend on.
+//! - [`payload`]: the MQTT wire payloads devices depend on;
+//! - [`staleness`]: when a reported state replaces the stored one.
 //!
 //! It depends on nothing of shadowbox; every crate but `shadowbox-telemetry`
 //! depends on it.
@@ -28,13 +33,19 @@ pub mod api_key;
 pub mod backoff;
 pub mod convergence;
 pub mod delta;
+pub mod device;
 pub mod document;
 pub mod id;
 pub mod idempotency;
 pub mod merge;
+pub mod outbox;
 pub mod payload;
+pub mod staleness;
 pub mod tags;
+pub mod text_enum;
 pub mod topic;
 
+pub use device::DeviceStatus;
 pub use document::{Document, DocumentError, DocumentLimits};
 pub use id::{DeviceId, IdError, TenantId};
+pub use outbox::{OutboxKind, OutboxStatus};

@@ -45,7 +45,7 @@ pub async fn insert_api_key(
 pub async fn find_api_key(
     db: impl PgExecutor<'_>,
     id: Uuid,
-) -> sqlx::Result<Option<(String, Vec<u8>)>> {
+) -> sqlx::Result<Option<(TenantId, Vec<u8>)>> {
     sqlx::query_as("SELECT tenant_id, secret_hash FROM api_keys WHERE id = $1")
         .bind(id)
         .fetch_optional(db)

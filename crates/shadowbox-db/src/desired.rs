@@ -4,13 +4,13 @@
 
 use serde_json::Value;
 use shadowbox_core::merge::merge_patch;
-use shadowbox_core::{DeviceId, Document, DocumentLimits, TenantId};
+use shadowbox_core::{DeviceId, DeviceStatus, Document, DocumentLimits, TenantId};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
 use crate::DbError;
 use crate::devices::{DeviceRecord, get_device};
-use crate::outbox::{OutboxKind, enqueue};
+use crate::outbox::{Publish, enqueue};
 
 /// A change to the desired document.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub async fn apply_desired_change(
     expected_version: Option<i64>,
     limits: &DocumentLimits,
 ) -> Result<DesiredOutcome, DbError> {
-    let current: Option<(String, Json<Document>, i64)> = sqlx::query_as(
+    let current: Option<(DeviceStatus, Json<Document>, i64)> = sqlx::query_as(
         "SELECT status, desired_state, desired_version FROM device_state
          WHERE tenant_id = $1 AND device_id = $2 FOR UPDATE",
     )
@@ -51,7 +51,7 @@ pub async fn apply_desired_change(
     .fetch_optional(&mut *conn)
     .await?;
     let (status, Json(desired), version) = current.ok_or(DbError::NotFound("device"))?;
-    if status != "active" {
+    if status != DeviceStatus::Active {
         return Err(DbError::Decommissioned);
     }
     if let Some(expected) = expected_version.filter(|e| *e != version) {
@@ -96,7 +96,7 @@ pub async fn apply_desired_change(
         &mut *conn,
         tenant,
         device,
-        OutboxKind::Desired(&next),
+        Publish::Desired(&next),
         next_version,
     )
     .await?;

@@ -3,23 +3,23 @@
 
 use chrono::{DateTime, Utc};
 use shadowbox_core::tags::Tags;
-use shadowbox_core::{DeviceId, Document, DocumentLimits, TenantId};
+use shadowbox_core::{DeviceId, DeviceStatus, Document, DocumentLimits, OutboxStatus, TenantId};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
 use crate::DbError;
 use crate::error::{is_fk_violation, is_unique_violation};
-use crate::outbox::{OutboxKind, enqueue};
+use crate::outbox::{Publish, enqueue};
 
 /// A device with its shadow and the summary of its newest delivery.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeviceRecord {
     /// The tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The device.
-    pub device_id: String,
-    /// `active` or `decommissioned`.
-    pub status: String,
+    pub device_id: DeviceId,
+    /// Whether it takes desired writes.
+    pub status: DeviceStatus,
     /// The desired document.
     pub desired_state: Json<Document>,
     /// Bumped by one on every desired change.
@@ -35,7 +35,7 @@ pub struct DeviceRecord {
     /// Its tags (`{}` when none).
     pub tags: Json<Tags>,
     /// Status of the device's newest outbox row, if any.
-    pub delivery_status: Option<String>,
+    pub delivery_status: Option<OutboxStatus>,
     /// Version that row carries.
     pub delivery_version: Option<i64>,
     /// Publish attempts of that row.
@@ -86,7 +86,7 @@ pub async fn get_device(
 #[derive(Debug, Clone, Default)]
 pub struct DeviceFilter {
     /// Only devices with this status.
-    pub status: Option<String>,
+    pub status: Option<DeviceStatus>,
     /// Only devices that are (or are not) in sync.
     pub in_sync: Option<bool>,
     /// Only devices having every one of these tags.
@@ -126,7 +126,7 @@ pub async fn list_devices(
         .push(" WHERE d.tenant_id = ")
         .push_bind(tenant.as_str());
     if let Some(status) = &filter.status {
-        query.push(" AND d.status = ").push_bind(status.clone());
+        query.push(" AND d.status = ").push_bind(*status);
     }
     if let Some(in_sync) = filter.in_sync {
         query
@@ -234,14 +234,7 @@ pub async fn register_device(
     }
     insert_tags(&mut *conn, tenant, device, tags).await?;
     if let Some(doc) = &desired {
-        enqueue(
-            &mut *conn,
-            tenant,
-            device,
-            OutboxKind::Desired(doc),
-            version,
-        )
-        .await?;
+        enqueue(&mut *conn, tenant, device, Publish::Desired(doc), version).await?;
     }
     Ok(get_device(&mut *conn, tenant, device)
         .await?
@@ -267,7 +260,7 @@ pub async fn decommission_device(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some((version,)) = row {
-        enqueue(&mut *conn, tenant, device, OutboxKind::Clear, version).await?;
+        enqueue(&mut *conn, tenant, device, Publish::Clear, version).await?;
     }
     let record = get_device(&mut *conn, tenant, device)
         .await?

@@ -1,6 +1,6 @@
 //! The errors of the database layer, in the domain's terms.
 
-use shadowbox_core::DocumentError;
+use shadowbox_core::{DocumentError, OutboxStatus};
 
 /// What can go wrong in a query, as callers need to tell it apart.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum DbError {
     },
     /// The outbox row is not in a state that allows the operation.
     #[error("outbox row is {0}, not dead")]
-    NotDead(String),
+    NotDead(OutboxStatus),
     /// The resulting document breaks the limits.
     #[error(transparent)]
     Document(#[from] DocumentError),

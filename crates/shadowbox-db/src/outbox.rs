@@ -6,15 +6,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shadowbox_core::payload::encode_desired;
 use shadowbox_core::topic::{ShadowTopicKind, shadow_topic};
-use shadowbox_core::{DeviceId, Document, TenantId};
+use shadowbox_core::{DeviceId, DeviceStatus, Document, OutboxKind, OutboxStatus, TenantId};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::{DbError, OUTBOX_CHANNEL};
 
-/// What an outbox row publishes.
+/// What an outbox row publishes: its [`OutboxKind`] with the document.
 #[derive(Debug, Clone, Copy)]
-pub enum OutboxKind<'a> {
+pub enum Publish<'a> {
     /// The whole desired document, retained.
     Desired(&'a Document),
     /// An empty retained payload: the device has no desired state any more.
@@ -31,12 +31,15 @@ pub(crate) async fn enqueue(
     conn: &mut PgConnection,
     tenant: &TenantId,
     device: &DeviceId,
-    kind: OutboxKind<'_>,
+    publish: Publish<'_>,
     version: i64,
 ) -> sqlx::Result<i64> {
-    let (kind, payload) = match kind {
-        OutboxKind::Desired(doc) => ("desired", encode_desired(doc, version, Utc::now())),
-        OutboxKind::Clear => ("clear", Vec::new()),
+    let (kind, payload) = match publish {
+        Publish::Desired(doc) => (
+            OutboxKind::Desired,
+            encode_desired(doc, version, Utc::now()),
+        ),
+        Publish::Clear => (OutboxKind::Clear, Vec::new()),
     };
     sqlx::query_scalar(
         "WITH superseded AS (
@@ -64,11 +67,11 @@ pub struct OutboxRow {
     /// Increasing id.
     pub id: i64,
     /// Whose.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Whose.
-    pub device_id: String,
-    /// `desired` or `clear`.
-    pub kind: String,
+    pub device_id: DeviceId,
+    /// What it publishes.
+    pub kind: OutboxKind,
     /// The MQTT topic.
     pub topic: String,
     /// The exact bytes published.
@@ -76,8 +79,8 @@ pub struct OutboxRow {
     pub payload: Vec<u8>,
     /// The desired version it carries.
     pub version: i64,
-    /// `pending`, `delivered`, `superseded` or `dead`.
-    pub status: String,
+    /// Where it stands.
+    pub status: OutboxStatus,
     /// Publish attempts made.
     pub attempts: i32,
     /// When it may be tried again.
@@ -94,11 +97,11 @@ pub struct OutboxRow {
 #[derive(Debug, Clone, Default)]
 pub struct OutboxFilter {
     /// Only this tenant's rows.
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantId>,
     /// Only this device's rows.
     pub device: Option<String>,
     /// Only rows in this status.
-    pub status: Option<String>,
+    pub status: Option<OutboxStatus>,
     /// Only rows created at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only rows older than this id (the page cursor).
@@ -121,9 +124,9 @@ pub async fn list_rows(
          ORDER BY id DESC
          LIMIT $6",
     )
-    .bind(filter.tenant.as_deref())
+    .bind(filter.tenant.as_ref())
     .bind(filter.device.as_deref())
-    .bind(filter.status.as_deref())
+    .bind(filter.status)
     .bind(filter.since)
     .bind(filter.before_id)
     .bind(limit)
@@ -154,7 +157,7 @@ pub async fn revive_dead(
             .await?;
         return Ok(row);
     }
-    let status: Option<String> = sqlx::query_scalar(
+    let status: Option<OutboxStatus> = sqlx::query_scalar(
         "SELECT status FROM outbox WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)",
     )
     .bind(id)
@@ -216,7 +219,10 @@ pub async fn resync(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<u6
         let Some(last) = page.last() else {
             return Ok(total);
         };
-        after = (last.tenant_id.clone(), last.device_id.clone());
+        after = (
+            last.tenant_id.as_str().to_owned(),
+            last.device_id.as_str().to_owned(),
+        );
         total += enqueue_current(&mut tx, &page).await?;
         tx.commit().await?;
     }
@@ -226,7 +232,7 @@ pub async fn resync(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<u6
 /// pairs), as [`resync`] does for a whole fleet. The relay calls it a while
 /// after a publish was interrupted, so that bytes of that publish arriving
 /// late at the broker cannot leave an older version retained.
-pub async fn resync_devices(pool: &PgPool, devices: &[(String, String)]) -> sqlx::Result<u64> {
+pub async fn resync_devices(pool: &PgPool, devices: &[(TenantId, DeviceId)]) -> sqlx::Result<u64> {
     let (tenants, device_ids): (Vec<&str>, Vec<&str>) = devices
         .iter()
         .map(|(t, d)| (t.as_str(), d.as_str()))
@@ -252,9 +258,9 @@ pub async fn resync_devices(pool: &PgPool, devices: &[(String, String)]) -> sqlx
 /// A device's state as resync re-enqueues it.
 #[derive(sqlx::FromRow)]
 struct CurrentState {
-    tenant_id: String,
-    device_id: String,
-    status: String,
+    tenant_id: TenantId,
+    device_id: DeviceId,
+    status: DeviceStatus,
     desired_state: Json<Document>,
     desired_version: i64,
 }
@@ -263,17 +269,18 @@ struct CurrentState {
 /// a clear when decommissioned. The caller holds the devices' row locks.
 async fn enqueue_current(conn: &mut PgConnection, devices: &[CurrentState]) -> sqlx::Result<u64> {
     for device in devices {
-        let (Ok(tenant), Ok(id)) = (
-            TenantId::parse(&device.tenant_id),
-            DeviceId::parse(&device.device_id),
-        ) else {
-            unreachable!("stored ids were validated on the way in");
+        let publish = match device.status {
+            DeviceStatus::Active => Publish::Desired(&device.desired_state),
+            DeviceStatus::Decommissioned => Publish::Clear,
         };
-        let kind = match device.status.as_str() {
-            "active" => OutboxKind::Desired(&device.desired_state),
-            _ => OutboxKind::Clear,
-        };
-        enqueue(&mut *conn, &tenant, &id, kind, device.desired_version).await?;
+        enqueue(
+            &mut *conn,
+            &device.tenant_id,
+            &device.device_id,
+            publish,
+            device.desired_version,
+        )
+        .await?;
     }
     Ok(devices.len() as u64)
 }
@@ -316,9 +323,9 @@ pub async fn purge_finished(
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct StatusRow {
     /// The tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The status.
-    pub status: String,
+    pub status: OutboxStatus,
     /// How many rows.
     pub count: i64,
     /// The oldest row's creation time.

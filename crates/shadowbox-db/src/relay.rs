@@ -19,6 +19,7 @@
 
 use chrono::{DateTime, Utc};
 use shadowbox_core::backoff::RefusalBackoff;
+use shadowbox_core::{DeviceId, TenantId};
 use sqlx::PgConnection;
 
 /// The first key of every relay advisory lock, so they never collide with
@@ -29,9 +30,9 @@ const LOCK_NAMESPACE: i32 = 0x5342; // "SB"
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct LockedDevice {
     /// The tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The device.
-    pub device_id: String,
+    pub device_id: DeviceId,
 }
 
 /// Locks up to `limit` devices that have a due pending row, looking at the
@@ -71,9 +72,9 @@ pub struct ClaimedRow {
     /// The outbox id.
     pub id: i64,
     /// The tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The device.
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The topic to publish to.
     pub topic: String,
     /// The exact bytes to publish, retained.

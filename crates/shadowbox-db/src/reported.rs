@@ -13,8 +13,8 @@
 //! - every message of an active device moves `last_seen` forward.
 
 use chrono::{DateTime, Utc};
-use shadowbox_core::Document;
 use shadowbox_core::payload::Rejection;
+use shadowbox_core::{DeviceId, Document, TenantId};
 use sqlx::PgExecutor;
 use sqlx::types::Json;
 
@@ -23,9 +23,9 @@ use sqlx::types::Json;
 #[derive(Debug, Clone)]
 pub struct ReportedUpdate {
     /// The tenant.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The device.
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The reported state to store, if a message carried one.
     pub reported: Option<ReportedState>,
     /// The rejection to record, if a message carried one.
@@ -140,8 +140,8 @@ pub async fn apply_reported(
     db: impl PgExecutor<'_>,
     updates: &[ReportedUpdate],
 ) -> sqlx::Result<Vec<ReportedWrite>> {
-    let tenants: Vec<&str> = updates.iter().map(|u| u.tenant_id.as_str()).collect();
-    let devices: Vec<&str> = updates.iter().map(|u| u.device_id.as_str()).collect();
+    let tenants: Vec<&TenantId> = updates.iter().map(|u| &u.tenant_id).collect();
+    let devices: Vec<&DeviceId> = updates.iter().map(|u| &u.device_id).collect();
     let reported = || updates.iter().map(|u| u.reported.as_ref());
     let documents: Vec<Option<Json<&Document>>> =
         reported().map(|r| r.map(|r| Json(&r.document))).collect();

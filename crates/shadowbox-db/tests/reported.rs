@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use shadowbox_core::payload::Rejection;
-use shadowbox_core::{DeviceId, Document};
+use shadowbox_core::{DeviceId, Document, TenantId};
 use shadowbox_db::reported::{
     ReceivedRejection, RejectionOutcome, ReportedOutcome, ReportedState, ReportedUpdate,
     ReportedWrite, apply_reported,
@@ -17,8 +17,8 @@ fn update(device: &str, version: i64, doc: serde_json::Value, age_s: i64) -> Rep
     };
     let received_at = Utc::now() - Duration::seconds(age_s);
     ReportedUpdate {
-        tenant_id: "acme".to_owned(),
-        device_id: device.to_owned(),
+        tenant_id: TenantId::parse("acme").unwrap(),
+        device_id: DeviceId::parse(device).unwrap(),
         reported: Some(ReportedState {
             document,
             version,

@@ -204,8 +204,8 @@ async fn baseline(broker: String, pool: PgPool, count: usize) -> tokio::task::Jo
             let message = decode_reported(&publish.payload, &limits).unwrap();
             let received_at = chrono::Utc::now();
             let update = ReportedUpdate {
-                tenant_id: tenant.into_string(),
-                device_id: device.into_string(),
+                tenant_id: tenant,
+                device_id: device,
                 reported: message.reported.map(|document| ReportedState {
                     document,
                     version: message.version,

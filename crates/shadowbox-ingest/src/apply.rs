@@ -20,7 +20,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What became of one update.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum WriteResult {
     /// The statement ran; this is what it did.
     Written(ReportedWrite),
     /// The database refused this update's data.
@@ -35,7 +35,7 @@ pub(crate) async fn apply(
     updates: &[ReportedUpdate],
     metrics: &IngestMetrics,
     stop: &CancellationToken,
-) -> Option<Vec<Outcome>> {
+) -> Option<Vec<WriteResult>> {
     let started = Instant::now();
     let retrying = (|| apply_once(pool, updates))
         .retry(backoff::reconnect())
@@ -59,16 +59,16 @@ pub(crate) async fn apply(
     outcomes
 }
 
-async fn apply_once(pool: &PgPool, updates: &[ReportedUpdate]) -> sqlx::Result<Vec<Outcome>> {
+async fn apply_once(pool: &PgPool, updates: &[ReportedUpdate]) -> sqlx::Result<Vec<WriteResult>> {
     match apply_reported(pool, updates).await {
-        Ok(outcomes) => Ok(outcomes.into_iter().map(Outcome::Written).collect()),
+        Ok(outcomes) => Ok(outcomes.into_iter().map(WriteResult::Written).collect()),
         Err(e) if is_data_exception(&e) => {
             tracing::warn!(error = %e, updates = updates.len(), "the database refused a batch; writing it one update at a time");
             let mut outcomes = Vec::with_capacity(updates.len());
             for update in updates {
                 match apply_reported(pool, std::slice::from_ref(update)).await {
-                    Ok(written) => outcomes.extend(written.into_iter().map(Outcome::Written)),
-                    Err(e) if is_data_exception(&e) => outcomes.push(Outcome::Rejected(e)),
+                    Ok(written) => outcomes.extend(written.into_iter().map(WriteResult::Written)),
+                    Err(e) if is_data_exception(&e) => outcomes.push(WriteResult::Rejected(e)),
                     Err(e) => return Err(e),
                 }
             }

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use shadowbox_core::DocumentLimits;
 use shadowbox_core::payload::{ReportedError, decode_reported};
 use shadowbox_core::topic::{ShadowTopicKind, TopicError, parse_shadow_topic};
+use shadowbox_core::{DeviceId, DocumentLimits, TenantId, staleness};
 use shadowbox_db::reported::{ReceivedRejection, ReportedState, ReportedUpdate};
 
 /// Why a message is refused before it reaches the database.
@@ -89,8 +89,9 @@ struct Owners {
 
 /// Decodes `messages` (topic, payload, arrival, in receive order),
 /// validates them against `limits` and keeps per device the reported state
-/// that wins (the highest version, and among equal versions the latest
-/// received) and, separately, the rejection that wins (the same way).
+/// that wins by the staleness rule (`shadowbox_core::staleness`: the
+/// highest version, and among equal versions the latest received) and,
+/// separately, the rejection that wins (the same way).
 ///
 /// A winner whose version the database then finds `ahead` is refused with
 /// the losers it beat: a device that sends versions it was never given
@@ -100,7 +101,7 @@ pub(crate) fn plan<'a>(
     limits: &DocumentLimits,
 ) -> Plan {
     let mut plan = Plan::default();
-    let mut owners: HashMap<(String, String), Owners> = HashMap::new();
+    let mut owners: HashMap<(TenantId, DeviceId), Owners> = HashMap::new();
     for (topic, payload, received_at) in messages {
         let index = plan.verdicts.len();
         let decoded = match parse_shadow_topic(topic) {
@@ -117,7 +118,7 @@ pub(crate) fn plan<'a>(
                 continue;
             }
         };
-        let key = (tenant.into_string(), device.into_string());
+        let key = (tenant, device);
         let owner = owners.entry(key).or_insert_with_key(|(tenant, device)| {
             plan.updates.push(ReportedUpdate {
                 tenant_id: tenant.clone(),
@@ -143,7 +144,7 @@ pub(crate) fn plan<'a>(
                     received_at,
                 };
                 let current = update.reported.as_ref().map(|r| r.version);
-                if current.is_none_or(|v| state.version >= v) {
+                if current.is_none_or(|v| staleness::replaces(state.version, v)) {
                     update.reported = Some(state);
                     if let Some(Verdict::Valid { report, .. }) =
                         owner.report.replace(index).map(|i| &mut plan.verdicts[i])
@@ -161,7 +162,7 @@ pub(crate) fn plan<'a>(
             None => Part::Absent,
             Some(rejection) => {
                 let current = update.rejection.as_ref().map(|r| r.rejection.version);
-                if current.is_none_or(|v| rejection.version >= v) {
+                if current.is_none_or(|v| staleness::replaces(rejection.version, v)) {
                     update.rejection = Some(ReceivedRejection {
                         rejection,
                         received_at,

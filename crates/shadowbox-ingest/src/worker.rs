@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{Outcome, apply};
+use crate::apply::{WriteResult, apply};
 use crate::batch::{Part, Verdict, plan};
 use crate::connection::{Acks, Received};
 use crate::log_sampler::LogSampler;
@@ -124,7 +124,13 @@ impl Worker {
     }
 
     /// Counts (and, sampled, logs) what became of one message.
-    fn record(&self, topic: &str, verdict: &Verdict, outcomes: &[Outcome], log: &mut LogSampler) {
+    fn record(
+        &self,
+        topic: &str,
+        verdict: &Verdict,
+        outcomes: &[WriteResult],
+        log: &mut LogSampler,
+    ) {
         let (slot, report, rejection) = match verdict {
             Verdict::Invalid(invalid) => {
                 self.metrics.count_invalid(invalid.reason());
@@ -138,8 +144,8 @@ impl Worker {
             } => (*slot, *report, *rejection),
         };
         let write = match &outcomes[slot] {
-            Outcome::Written(write) => write,
-            Outcome::Rejected(error) => {
+            WriteResult::Written(write) => write,
+            WriteResult::Rejected(error) => {
                 self.metrics.count_invalid("db_rejected");
                 dropped(log, "db_rejected", topic, error);
                 return;

@@ -56,7 +56,7 @@ const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
 /// What became of one publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum PublishResult {
     /// The broker took it (PUBACK success) at this time.
     Acked(DateTime<Utc>),
     /// It was handed to the connection, which ended before its PUBACK: the
@@ -77,7 +77,7 @@ pub enum Outcome {
 struct Request {
     topic: String,
     payload: Vec<u8>,
-    done: oneshot::Sender<Outcome>,
+    done: oneshot::Sender<PublishResult>,
 }
 
 /// A handle to the connection; cheap to clone.
@@ -119,7 +119,11 @@ impl Publisher {
 
     /// Publishes `payload` retained at QoS 1 to `topic`; the returned
     /// receiver resolves once the broker answered or the publish failed.
-    pub async fn publish(&self, topic: String, payload: Vec<u8>) -> oneshot::Receiver<Outcome> {
+    pub async fn publish(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> oneshot::Receiver<PublishResult> {
         let (done, outcome) = oneshot::channel();
         let request = Request {
             topic,
@@ -127,7 +131,7 @@ impl Publisher {
             done,
         };
         if let Err(mpsc::error::SendError(request)) = self.requests.send(request).await {
-            let _ = request.done.send(Outcome::NotSent);
+            let _ = request.done.send(PublishResult::NotSent);
         }
         outcome
     }
@@ -135,7 +139,7 @@ impl Publisher {
 
 /// A publish handed to the client, waiting for its packet id or its PUBACK.
 struct InFlight {
-    done: oneshot::Sender<Outcome>,
+    done: oneshot::Sender<PublishResult>,
     sent_at: Instant,
 }
 
@@ -149,7 +153,7 @@ struct InFlightBook {
 }
 
 impl InFlightBook {
-    fn handed_over(&mut self, done: oneshot::Sender<Outcome>) {
+    fn handed_over(&mut self, done: oneshot::Sender<PublishResult>) {
         self.unpaired.push_back(InFlight {
             done,
             sent_at: Instant::now(),
@@ -172,9 +176,13 @@ impl InFlightBook {
     fn acked(&mut self, pkid: u16, reason: ReasonCode) {
         if let Some(publish) = self.awaiting.remove(&pkid) {
             let outcome = match reason.verdict() {
-                Verdict::Accepted => Outcome::Acked(Utc::now()),
-                Verdict::Refused => Outcome::Refused(format!("the broker refused it: {reason}")),
-                Verdict::Transient => Outcome::Busy(format!("the broker deferred it: {reason}")),
+                Verdict::Accepted => PublishResult::Acked(Utc::now()),
+                Verdict::Refused => {
+                    PublishResult::Refused(format!("the broker refused it: {reason}"))
+                }
+                Verdict::Transient => {
+                    PublishResult::Busy(format!("the broker deferred it: {reason}"))
+                }
             };
             let _ = publish.done.send(outcome);
         }
@@ -199,7 +207,7 @@ impl InFlightBook {
         for publish in self.unpaired.into_iter().chain(self.awaiting.into_values()) {
             let _ = publish
                 .done
-                .send(Outcome::Interrupted("connection lost before PUBACK"));
+                .send(PublishResult::Interrupted("connection lost before PUBACK"));
         }
     }
 }
@@ -270,7 +278,7 @@ impl Connection {
             tokio::select! {
                 () = &mut deadline => return,
                 Some(request) = self.requests.recv() => {
-                    let _ = request.done.send(Outcome::NotSent);
+                    let _ = request.done.send(PublishResult::NotSent);
                 }
             }
         }
@@ -374,7 +382,7 @@ impl Connection {
                 Some(request) = self.requests.recv(), if outstanding < limits.window => {
                     let size = publish_packet_size(protocol, &request.topic, request.payload.len());
                     if size > limits.max_packet {
-                        let _ = request.done.send(Outcome::TooLarge(format!(
+                        let _ = request.done.send(PublishResult::TooLarge(format!(
                             "a {size}-byte packet is larger than the broker accepts ({} bytes)",
                             limits.max_packet
                         )));
@@ -383,11 +391,11 @@ impl Connection {
                     match client.try_publish(&request.topic, request.payload, true) {
                         Ok(()) => book.handed_over(request.done),
                         Err(RequestError::InvalidTopic(topic)) => {
-                            let _ = request.done.send(Outcome::Refused(format!("invalid MQTT topic {topic:?}")));
+                            let _ = request.done.send(PublishResult::Refused(format!("invalid MQTT topic {topic:?}")));
                         }
                         Err(RequestError::Closed) => {
                             // The event loop is gone: an outage, not a refusal.
-                            let _ = request.done.send(Outcome::NotSent);
+                            let _ = request.done.send(PublishResult::NotSent);
                             break End::Failed("the connection's event loop stopped".into());
                         }
                     }
@@ -424,7 +432,7 @@ impl Drop for AbortOnDrop {
 mod tests {
     use super::*;
 
-    fn handed_over(book: &mut InFlightBook) -> oneshot::Receiver<Outcome> {
+    fn handed_over(book: &mut InFlightBook) -> oneshot::Receiver<PublishResult> {
         let (done, outcome) = oneshot::channel();
         book.handed_over(done);
         outcome
@@ -440,7 +448,10 @@ mod tests {
         book.sent(1).unwrap();
         book.interrupt_all();
         for mut outcome in [paired, unpaired] {
-            assert!(matches!(outcome.try_recv(), Ok(Outcome::Interrupted(_))));
+            assert!(matches!(
+                outcome.try_recv(),
+                Ok(PublishResult::Interrupted(_))
+            ));
         }
     }
 
@@ -455,19 +466,19 @@ mod tests {
         book.acked(2, ReasonCode(0x10));
         book.acked(3, ReasonCode(0x87));
         book.acked(4, ReasonCode(0x97));
-        let got: Vec<Outcome> = outcomes
+        let got: Vec<PublishResult> = outcomes
             .into_iter()
             .map(|mut o| o.try_recv().unwrap())
             .collect();
-        assert!(matches!(got[0], Outcome::Acked(_)));
-        assert!(matches!(got[1], Outcome::Acked(_)));
+        assert!(matches!(got[0], PublishResult::Acked(_)));
+        assert!(matches!(got[1], PublishResult::Acked(_)));
         assert_eq!(
             got[2],
-            Outcome::Refused("the broker refused it: 0x87 not authorized".into())
+            PublishResult::Refused("the broker refused it: 0x87 not authorized".into())
         );
         assert_eq!(
             got[3],
-            Outcome::Busy("the broker deferred it: 0x97 quota exceeded".into())
+            PublishResult::Busy("the broker deferred it: 0x97 quota exceeded".into())
         );
         assert_eq!(book.outstanding(), 0);
     }

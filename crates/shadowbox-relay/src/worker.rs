@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use shadowbox_core::backoff::RefusalBackoff;
+use shadowbox_core::{DeviceId, TenantId};
 use shadowbox_db::relay::{self, ClaimedRow};
 use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::publisher::{Outcome, Publisher};
+use crate::publisher::{PublishResult, Publisher};
 use crate::wake::Wake;
 use crate::{RelayMetrics, RelaySettings};
 
@@ -103,7 +104,7 @@ impl Worker {
         }
         let mut settled = Settled::default();
         for (row, outcome) in claim.rows.iter().zip(pending) {
-            let outcome = outcome.await.unwrap_or(Outcome::NotSent);
+            let outcome = outcome.await.unwrap_or(PublishResult::NotSent);
             settled.add(row, outcome, sent_at, &self.metrics);
         }
         let published_in = sent_at.elapsed();
@@ -136,7 +137,7 @@ impl Worker {
 impl Worker {
     /// After `republish_after_interruption`, publishes the current state of
     /// `devices` once more (see [`RelaySettings::republish_after_interruption`]).
-    fn republish_later(&self, devices: Vec<(String, String)>) {
+    fn republish_later(&self, devices: Vec<(TenantId, DeviceId)>) {
         let (pool, shutdown) = (self.pool.clone(), self.shutdown.clone());
         let delay = self.settings.republish_after_interruption;
         tokio::spawn(async move {
@@ -170,12 +171,12 @@ impl Settled {
     fn add(
         &mut self,
         row: &ClaimedRow,
-        outcome: Outcome,
+        outcome: PublishResult,
         sent_at: Instant,
         metrics: &RelayMetrics,
     ) {
         match outcome {
-            Outcome::Acked(at) => {
+            PublishResult::Acked(at) => {
                 metrics
                     .publish_to_puback
                     .observe(sent_at.elapsed().as_secs_f64());
@@ -185,16 +186,16 @@ impl Settled {
                     .observe(commit_to_ack.as_secs_f64());
                 self.delivered.push((row.id, at));
             }
-            Outcome::Interrupted(reason) => self.interrupted.push((row.id, reason)),
-            Outcome::Refused(reason) => self.refused.push((row.id, reason)),
-            Outcome::Busy(reason) => self.busy.push((row.id, reason)),
-            Outcome::TooLarge(reason) => self.too_large.push((row.id, reason)),
-            Outcome::NotSent => {}
+            PublishResult::Interrupted(reason) => self.interrupted.push((row.id, reason)),
+            PublishResult::Refused(reason) => self.refused.push((row.id, reason)),
+            PublishResult::Busy(reason) => self.busy.push((row.id, reason)),
+            PublishResult::TooLarge(reason) => self.too_large.push((row.id, reason)),
+            PublishResult::NotSent => {}
         }
     }
 
     /// The `(tenant, device)` of every interrupted row of `rows`.
-    fn interrupted_devices(&self, rows: &[ClaimedRow]) -> Vec<(String, String)> {
+    fn interrupted_devices(&self, rows: &[ClaimedRow]) -> Vec<(TenantId, DeviceId)> {
         rows.iter()
             .filter(|row| self.interrupted.iter().any(|(id, _)| *id == row.id))
             .map(|row| (row.tenant_id.clone(), row.device_id.clone()))

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::device::{Device, Outcome};
+use crate::device::{Device, Reaction};
 use crate::settings::{Connections, SimSettings};
 use crate::stats::{Counters, Event as Count};
 
@@ -298,8 +298,8 @@ async fn handle(
                 continue;
             };
             match slot.device.on_desired(message.payload()) {
-                Outcome::Report(payload) => (slot.reported_topic.clone(), payload),
-                Outcome::Ignored(event) => {
+                Reaction::Report(payload) => (slot.reported_topic.clone(), payload),
+                Reaction::Ignored(event) => {
                     counters.count(event);
                     continue;
                 }

@@ -14,7 +14,7 @@ pub(crate) struct Device {
 
 /// What a desired message made a device do.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Outcome {
+pub(crate) enum Reaction {
     /// Applied: publish this reported payload.
     Report(Vec<u8>),
     /// Nothing to report; counted as this event.
@@ -23,12 +23,12 @@ pub(crate) enum Outcome {
 
 impl Device {
     /// Handles one desired payload.
-    pub(crate) fn on_desired(&mut self, payload: &[u8]) -> Outcome {
+    pub(crate) fn on_desired(&mut self, payload: &[u8]) -> Reaction {
         match decode_desired(payload) {
-            Err(_) => Outcome::Ignored(Event::Invalid),
+            Err(_) => Reaction::Ignored(Event::Invalid),
             Ok(None) => {
                 self.applied = None;
-                Outcome::Ignored(Event::Cleared)
+                Reaction::Ignored(Event::Cleared)
             }
             Ok(Some(message)) => {
                 if self
@@ -36,13 +36,13 @@ impl Device {
                     .as_ref()
                     .is_some_and(|(version, _)| message.version < *version)
                 {
-                    return Outcome::Ignored(Event::Stale);
+                    return Reaction::Ignored(Event::Stale);
                 }
                 // The same version again (a redelivery after a reconnect)
                 // is applied and reported again: harmless, as on a device.
                 let report = reported_payload(&message.desired, message.version);
                 self.applied = Some((message.version, message.desired));
-                Outcome::Report(report)
+                Reaction::Report(report)
             }
         }
     }
@@ -65,8 +65,8 @@ mod tests {
         .into_bytes()
     }
 
-    fn report(rate: i64, version: i64) -> Outcome {
-        Outcome::Report(
+    fn report(rate: i64, version: i64) -> Reaction {
+        Reaction::Report(
             format!(r#"{{"reported":{{"rate":{rate}}},"version":{version}}}"#).into_bytes(),
         )
     }
@@ -77,7 +77,7 @@ mod tests {
         assert_eq!(device.on_desired(&desired(1, 2)), report(1, 2));
         assert_eq!(
             device.on_desired(&desired(9, 1)),
-            Outcome::Ignored(Event::Stale)
+            Reaction::Ignored(Event::Stale)
         );
         assert_eq!(device.on_desired(&desired(1, 2)), report(1, 2));
         assert_eq!(device.on_desired(&desired(3, 5)), report(3, 5));
@@ -87,7 +87,7 @@ mod tests {
     fn a_clear_forgets_the_applied_version() {
         let mut device = Device::default();
         assert_eq!(device.on_desired(&desired(1, 5)), report(1, 5));
-        assert_eq!(device.on_desired(b""), Outcome::Ignored(Event::Cleared));
+        assert_eq!(device.on_desired(b""), Reaction::Ignored(Event::Cleared));
         assert_eq!(device.on_desired(&desired(2, 1)), report(2, 1));
     }
 
@@ -97,11 +97,11 @@ mod tests {
         assert_eq!(device.on_desired(&desired(1, 3)), report(1, 3));
         assert_eq!(
             device.on_desired(b"{not json"),
-            Outcome::Ignored(Event::Invalid)
+            Reaction::Ignored(Event::Invalid)
         );
         assert_eq!(
             device.on_desired(&desired(1, 2)),
-            Outcome::Ignored(Event::Stale)
+            Reaction::Ignored(Event::Stale)
         );
     }
 }

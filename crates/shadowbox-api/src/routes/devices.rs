@@ -7,9 +7,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
-use shadowbox_core::DeviceId;
 use shadowbox_core::document::into_document;
 use shadowbox_core::tags::{Tags, check_tags, parse_filters};
+use shadowbox_core::{DeviceId, DeviceStatus};
 use shadowbox_db::devices::{
     DeviceFilter, decommission_device, get_device, list_devices, register_device, set_tags,
 };
@@ -98,25 +98,6 @@ pub(super) async fn register(
     Ok(response)
 }
 
-/// A device's status, for filtering.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum DeviceStatus {
-    /// Takes desired writes.
-    Active,
-    /// Takes none.
-    Decommissioned,
-}
-
-impl DeviceStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Decommissioned => "decommissioned",
-        }
-    }
-}
-
 /// Filters and page of `GET .../devices`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -161,7 +142,7 @@ pub(super) async fn list(
         return Err(ApiError::not_found("tenant not found"));
     }
     let filter = DeviceFilter {
-        status: query.status.map(|s| s.as_str().to_owned()),
+        status: query.status,
         in_sync: query.in_sync,
         tags,
         after: page.after.clone(),
@@ -309,7 +290,7 @@ pub(super) async fn deliveries(
         return Err(ApiError::not_found("device not found"));
     }
     let filter = OutboxFilter {
-        tenant: Some(tenant.into_string()),
+        tenant: Some(tenant),
         device: Some(device.into_string()),
         before_id: page.outbox_before()?,
         ..OutboxFilter::default()

@@ -3,40 +3,16 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
+use shadowbox_core::OutboxStatus;
 use shadowbox_db::outbox::{OutboxFilter, list_rows, revive_dead};
 use shadowbox_db::tenants::tenant_exists;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::auth::TenantScope;
 use crate::pagination::{CursorKind, Page, PageRequest};
 use crate::problem::{ApiError, ClientProblem, Problem};
 use crate::state::AppState;
 use crate::views::OutboxEntry;
-
-/// An outbox row's status, for filtering.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum OutboxStatus {
-    /// Waiting to be published.
-    Pending,
-    /// Acknowledged by the broker.
-    Delivered,
-    /// Replaced by a newer row of its device before being published.
-    Superseded,
-    /// Given up on; `retry` revives it.
-    Dead,
-}
-
-impl OutboxStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Superseded => "superseded",
-            Self::Dead => "dead",
-        }
-    }
-}
 
 /// Filter and page of `GET .../outbox`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -73,8 +49,8 @@ pub(super) async fn list(
         return Err(ApiError::not_found("tenant not found"));
     }
     let filter = OutboxFilter {
-        tenant: Some(tenant.into_string()),
-        status: query.status.map(|s| s.as_str().to_owned()),
+        tenant: Some(tenant),
+        status: query.status,
         before_id: page.outbox_before()?,
         ..OutboxFilter::default()
     };
