@@ -9,7 +9,6 @@
 //! crates' settings (whose `DEFAULT_*` constants are the flags' defaults),
 //! sets up logging (`shadowbox-telemetry`) and handles signals.
 
-mod duration;
 mod ops;
 mod roles;
 mod simulate;
@@ -140,6 +139,9 @@ enum Command {
     /// Run the ingester alone: write the state devices report (or, with a
     /// subcommand, operate its broker session).
     Ingest(roles::IngestCommand),
+    /// Find devices: those that have not applied their desired version.
+    #[command(subcommand)]
+    Devices(ops::DevicesCommand),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(ops::TenantCommand),
@@ -172,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api(args) => roles::api(&cli.common, &args).await,
         Command::Relay(args) => roles::relay(&cli.common, &args).await,
         Command::Outbox(command) => ops::outbox(&cli.common, command).await,
+        Command::Devices(command) => ops::devices(&cli.common, command).await,
         Command::Tenant(command) => ops::tenant(&cli.common, command).await,
         Command::Simulate(args) => simulate::simulate(&cli.common, args).await,
         Command::Apikey(command) => ops::apikey(&cli.common, command).await,

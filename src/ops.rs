@@ -1,11 +1,13 @@
-//! The operators' commands: `outbox ...` and `tenant ...`.
+//! The operators' commands: `outbox ...`, `devices ...`, `tenant ...` and
+//! `apikey ...`.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use shadowbox_core::{OutboxStatus, TenantId};
+use shadowbox_core::{DeviceId, DeviceStatus, OutboxStatus, TenantId};
+use shadowbox_db::devices::{CurrentRejection, DeviceFilter, DeviceRecord, list_devices};
 use shadowbox_db::outbox::{self, OutboxFilter};
 use sqlx::PgPool;
 
@@ -54,7 +56,7 @@ pub enum OutboxCommand {
         #[arg(long, value_enum)]
         status: Option<OutboxStatus>,
         /// Only rows created within this long (e.g. 30m, 2h, 7d).
-        #[arg(long, value_parser = crate::duration::parse)]
+        #[arg(long, value_parser = shadowbox_core::duration::parse)]
         since: Option<Duration>,
         /// At most this many rows.
         #[arg(long, default_value_t = 50)]
@@ -93,12 +95,117 @@ pub enum OutboxCommand {
     /// pending and dead rows, and each device's newest row, are kept.
     Purge {
         /// Age of the rows to delete (e.g. 7d, 12h).
-        #[arg(long, value_parser = crate::duration::parse)]
+        #[arg(long, value_parser = shadowbox_core::duration::parse)]
         older_than: Duration,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `shadowbox devices ...`
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Active devices of a tenant that have not applied their desired
+    /// version within a time (the API's `?in_sync=false&older_than=`), in
+    /// id order.
+    Lagging {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Desired versions committed longer ago than this (e.g. 5m, 1h).
+        #[arg(long, value_parser = shadowbox_core::duration::parse)]
+        older_than: Duration,
+        /// At most this many devices.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        limit: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A device that has not applied its desired version, as `devices lagging`
+/// prints it.
+#[derive(Debug, serde::Serialize)]
+struct LaggingDevice {
+    tenant_id: TenantId,
+    device_id: DeviceId,
+    desired_version: i64,
+    reported_version: i64,
+    /// When its desired version was committed.
+    committed_at: DateTime<Utc>,
+    /// Seconds since.
+    waiting_seconds: f64,
+    last_seen: Option<DateTime<Utc>>,
+    /// Status of its newest outbox row.
+    delivery_status: Option<OutboxStatus>,
+    /// Its refusal of the desired version, if it refused it.
+    rejection: Option<CurrentRejection>,
+}
+
+impl LaggingDevice {
+    fn new(d: DeviceRecord, now: DateTime<Utc>) -> Self {
+        let rejection = d.current_rejection();
+        Self {
+            waiting_seconds: (now - d.desired_committed_at).as_seconds_f64(),
+            tenant_id: d.tenant_id,
+            device_id: d.device_id,
+            desired_version: d.desired_version,
+            reported_version: d.reported_version,
+            committed_at: d.desired_committed_at,
+            last_seen: d.last_seen,
+            delivery_status: d.delivery_status,
+            rejection,
+        }
+    }
+}
+
+/// Runs a `devices` command.
+pub async fn devices(common: &CommonArgs, command: DevicesCommand) -> anyhow::Result<()> {
+    let pool = connect(common, 2).await?;
+    match command {
+        DevicesCommand::Lagging {
+            tenant,
+            older_than,
+            limit,
+            json,
+        } => {
+            let filter = DeviceFilter {
+                status: Some(DeviceStatus::Active),
+                in_sync: Some(false),
+                older_than: Some(older_than),
+                ..DeviceFilter::default()
+            };
+            let now = Utc::now();
+            let devices: Vec<LaggingDevice> = list_devices(&pool, &tenant, &filter, limit)
+                .await?
+                .into_iter()
+                .map(|d| LaggingDevice::new(d, now))
+                .collect();
+            if json {
+                return print_json(&devices);
+            }
+            println!(
+                "{:<24} {:>7} {:>8} {:>10} {:<10} REJECTION",
+                "DEVICE", "DESIRED", "REPORTED", "WAITING_S", "DELIVERY"
+            );
+            for d in devices {
+                let rejection = d
+                    .rejection
+                    .map_or_else(String::new, |r| format!("v{}: {}", r.version, r.reason));
+                println!(
+                    "{:<24} {:>7} {:>8} {:>10.0} {:<10} {rejection}",
+                    d.device_id,
+                    d.desired_version,
+                    d.reported_version,
+                    d.waiting_seconds,
+                    d.delivery_status.map_or("", OutboxStatus::as_str),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `shadowbox tenant ...`

@@ -14,7 +14,7 @@ use shadowbox_relay::{RelayMetrics, RelaySettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::CommonArgs;
-use crate::duration::{format as default_duration, parse as duration};
+use shadowbox_core::duration::{format as default_duration, parse as duration};
 
 /// The API's flags.
 #[derive(Debug, Clone, Args)]

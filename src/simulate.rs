@@ -9,7 +9,7 @@ use shadowbox_core::TenantId;
 use shadowbox_sim::{Connections, SimSettings, device_ids};
 
 use crate::CommonArgs;
-use crate::duration::{format as default_duration, parse as duration};
+use shadowbox_core::duration::{format as default_duration, parse as duration};
 
 /// The simulator's flags.
 #[derive(Debug, Clone, Args)]

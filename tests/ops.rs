@@ -4,6 +4,8 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
+use shadowbox_core::payload::Rejection;
+use shadowbox_db::reported::{ReceivedRejection, ReportedState, ReportedUpdate, apply_reported};
 use shadowbox_testkit::{Fleet, PATIENCE, TestDb, free_port, run_bounded};
 
 /// Runs `shadowbox <args>` on `db` and parses its `--json` output.
@@ -176,6 +178,85 @@ async fn resync_enqueues_every_active_device_with_desired_state() {
         shadowbox_json(&db, &["outbox", "resync", "--tenant", "other"]),
         json!({"enqueued": 0})
     );
+}
+
+#[tokio::test]
+async fn devices_lagging_lists_those_that_have_not_applied_in_time() {
+    let db = TestDb::new().await;
+    let fleet = Fleet::register(&db, 4).await;
+    for i in 0..4 {
+        fleet.patch(i, json!({"fw": "2.4.1"})).await;
+    }
+    // dev-000..002 committed 10 minutes ago, dev-003 just now; dev-001
+    // applied it, dev-002 refused it.
+    sqlx::query(
+        "UPDATE device_state SET desired_committed_at = now() - interval '10 minutes'
+         WHERE device_id <> 'dev-003'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let now = chrono::Utc::now();
+    let report = |device: &str, version, rejected: Option<&str>| ReportedUpdate {
+        tenant_id: shadowbox_core::TenantId::parse("acme").unwrap(),
+        device_id: shadowbox_core::DeviceId::parse(device).unwrap(),
+        reported: Some(ReportedState {
+            document: serde_json::Map::new(),
+            version,
+            received_at: now,
+        }),
+        rejection: rejected.map(|reason| ReceivedRejection {
+            rejection: Rejection {
+                version: 1,
+                reason: reason.to_owned(),
+            },
+            received_at: now,
+        }),
+        seen_at: now,
+    };
+    apply_reported(
+        &db.pool,
+        &[
+            report("dev-001", 1, None),
+            report("dev-002", 0, Some("no flash")),
+        ],
+    )
+    .await
+    .unwrap();
+
+    let lagging = shadowbox_json(
+        &db,
+        &[
+            "devices",
+            "lagging",
+            "--tenant",
+            "acme",
+            "--older-than",
+            "5m",
+        ],
+    );
+    let lagging = lagging.as_array().unwrap();
+    let ids: Vec<&str> = lagging
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["dev-000", "dev-002"]);
+    assert_eq!(lagging[0]["rejection"], json!(null));
+    assert_eq!(lagging[1]["rejection"]["reason"], "no flash");
+    assert_eq!(lagging[1]["desired_version"], 1);
+    assert!(lagging[0]["waiting_seconds"].as_f64().unwrap() >= 600.0);
+    let none = shadowbox_json(
+        &db,
+        &[
+            "devices",
+            "lagging",
+            "--tenant",
+            "acme",
+            "--older-than",
+            "1h",
+        ],
+    );
+    assert_eq!(none, json!([]));
 }
 
 /// A duration too long to subtract from now is refused when the command

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shadowbox_core::convergence::in_sync;
 use shadowbox_core::delta::delta;
 use shadowbox_core::tags::Tags;
 use shadowbox_core::{DeviceStatus, Document, OutboxKind, OutboxStatus};
@@ -38,6 +39,12 @@ pub struct DeviceView {
     pub delta: Document,
     /// `reported_version >= desired_version`.
     pub in_sync: bool,
+    /// When `reported_version` first reached the current `desired_version`;
+    /// `null` until then (and at version 0).
+    pub applied_at: Option<DateTime<Utc>>,
+    /// The device's refusal of its current desired version; `null` when
+    /// it refused none, or only an older one, or applied it after all.
+    pub rejection: Option<RejectionView>,
     /// When the device last sent a valid reported message.
     pub last_seen: Option<DateTime<Utc>>,
     /// When the device was registered.
@@ -46,6 +53,17 @@ pub struct DeviceView {
     pub tags: Tags,
     /// The device's newest outbox row, `null` before the first publish.
     pub delivery: Option<DeliverySummary>,
+}
+
+/// A device's refusal of its desired version, in its own words.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RejectionView {
+    /// The desired version refused.
+    pub version: i64,
+    /// Why (at most 256 characters).
+    pub reason: String,
+    /// When the rejection arrived.
+    pub at: DateTime<Utc>,
 }
 
 /// The state of a device's newest publish.
@@ -65,6 +83,11 @@ pub struct DeliverySummary {
 
 impl From<DeviceRecord> for DeviceView {
     fn from(d: DeviceRecord) -> Self {
+        let rejection = d.current_rejection().map(|r| RejectionView {
+            version: r.version,
+            reason: r.reason,
+            at: r.at,
+        });
         let delivery = d.delivery_status.map(|status| DeliverySummary {
             status,
             version: d.delivery_version.unwrap_or_default(),
@@ -82,7 +105,9 @@ impl From<DeviceRecord> for DeviceView {
             desired_version: d.desired_version,
             reported,
             reported_version: d.reported_version,
-            in_sync: d.reported_version >= d.desired_version,
+            in_sync: in_sync(d.desired_version, d.reported_version),
+            applied_at: d.applied_at,
+            rejection,
             last_seen: d.last_seen,
             created_at: d.created_at,
             tags: d.tags.0,

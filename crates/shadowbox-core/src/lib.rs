@@ -9,6 +9,7 @@
 //!   broker refused);
 //! - [`convergence`]: in sync, a rejection that concerns the device, and
 //!   the time-to-converge histogram buckets;
+//! - [`duration`]: durations as people write them (`5m`, `7d`);
 //! - [`idempotency`]: the `Idempotency-Key` form, its replay window and
 //!   what makes two requests the same;
 //! - [`device`] and [`outbox`]: the statuses and kinds, one enum each,
@@ -35,6 +36,7 @@ pub mod convergence;
 pub mod delta;
 pub mod device;
 pub mod document;
+pub mod duration;
 pub mod id;
 pub mod idempotency;
 pub mod merge;

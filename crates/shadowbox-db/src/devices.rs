@@ -2,6 +2,7 @@
 //! decommission, and replace a device's tags.
 
 use chrono::{DateTime, Utc};
+use shadowbox_core::convergence::rejection_is_current;
 use shadowbox_core::tags::Tags;
 use shadowbox_core::{DeviceId, DeviceStatus, Document, DocumentLimits, OutboxStatus, TenantId};
 use sqlx::types::Json;
@@ -34,6 +35,16 @@ pub struct DeviceRecord {
     pub created_at: DateTime<Utc>,
     /// Its tags (`{}` when none).
     pub tags: Json<Tags>,
+    /// When the current desired version was committed.
+    pub desired_committed_at: DateTime<Utc>,
+    /// When `reported_version` first reached the current desired version.
+    pub applied_at: Option<DateTime<Utc>>,
+    /// The desired version of the newest recorded rejection.
+    pub rejected_version: Option<i64>,
+    /// Its reason.
+    pub rejected_reason: Option<String>,
+    /// When it arrived.
+    pub rejected_at: Option<DateTime<Utc>>,
     /// Status of the device's newest outbox row, if any.
     pub delivery_status: Option<OutboxStatus>,
     /// Version that row carries.
@@ -46,11 +57,46 @@ pub struct DeviceRecord {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// A device's refusal of its current desired version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CurrentRejection {
+    /// The desired version refused (the current one).
+    pub version: i64,
+    /// Why, in the device's words.
+    pub reason: String,
+    /// When the rejection arrived.
+    pub at: DateTime<Utc>,
+}
+
+impl DeviceRecord {
+    /// The recorded rejection, while it concerns the current desired
+    /// version ([`rejection_is_current`]).
+    pub fn current_rejection(&self) -> Option<CurrentRejection> {
+        match (
+            &self.rejected_version,
+            &self.rejected_reason,
+            &self.rejected_at,
+        ) {
+            (Some(version), Some(reason), Some(at))
+                if rejection_is_current(self.desired_version, self.reported_version, *version) =>
+            {
+                Some(CurrentRejection {
+                    version: *version,
+                    reason: reason.clone(),
+                    at: *at,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Every device query selects this shape; `$1`, `$2` are tenant and device
 /// unless the caller's WHERE clause says otherwise.
 const DEVICE_COLUMNS: &str = "
     d.tenant_id, d.device_id, d.status, d.desired_state, d.desired_version,
     d.reported_state, d.reported_version, d.last_seen, d.created_at,
+    d.desired_committed_at, d.applied_at, d.rejected_version, d.rejected_reason, d.rejected_at,
     o.status AS delivery_status, o.version AS delivery_version,
     o.attempts AS delivery_attempts, o.last_error AS delivery_last_error, o.delivered_at,
     COALESCE((SELECT jsonb_object_agg(t.key, t.value) FROM device_tags t
@@ -89,6 +135,10 @@ pub struct DeviceFilter {
     pub status: Option<DeviceStatus>,
     /// Only devices that are (or are not) in sync.
     pub in_sync: Option<bool>,
+    /// Only devices whose current desired version was committed longer
+    /// ago than this; with `in_sync: Some(false)`, the devices that have
+    /// not applied it within that time.
+    pub older_than: Option<std::time::Duration>,
     /// Only devices having every one of these tags.
     pub tags: Tags,
     /// Only devices whose id sorts after this one (the page cursor).
@@ -128,10 +178,17 @@ pub async fn list_devices(
     if let Some(status) = &filter.status {
         query.push(" AND d.status = ").push_bind(*status);
     }
-    if let Some(in_sync) = filter.in_sync {
+    // Spelled out, not bound, so the planner sees the predicate of the
+    // `device_state_not_in_sync` index (`shadowbox_core::convergence::in_sync`).
+    match filter.in_sync {
+        Some(true) => query.push(" AND d.reported_version >= d.desired_version"),
+        Some(false) => query.push(" AND d.reported_version < d.desired_version"),
+        None => &mut query,
+    };
+    if let Some(older_than) = filter.older_than {
         query
-            .push(" AND (d.reported_version >= d.desired_version) = ")
-            .push_bind(in_sync);
+            .push(" AND d.desired_committed_at < now() - ")
+            .push_bind(older_than);
     }
     if let Some(after) = &filter.after {
         query.push(" AND d.device_id > ").push_bind(after.clone());

@@ -8,6 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 use shadowbox_core::document::into_document;
+use shadowbox_core::duration;
 use shadowbox_core::tags::{Tags, check_tags, parse_filters};
 use shadowbox_core::{DeviceId, DeviceStatus};
 use shadowbox_db::devices::{
@@ -107,6 +108,16 @@ pub(crate) struct ListDevices {
     status: Option<DeviceStatus>,
     /// Only devices that are (`true`) or are not (`false`) in sync.
     in_sync: Option<bool>,
+    /// Only devices whose current desired version was committed longer ago
+    /// than this (`500ms`, `30s`, `5m`, `12h`, `7d`): with `in_sync=false`,
+    /// the devices that have not applied their desired version within that
+    /// time. The server takes up to `36500d`; the pattern states a range
+    /// inside it (every value it matches is accepted).
+    #[param(
+        pattern = r"^([0-9]{1,12}ms|[0-9]{1,9}s|[0-9]{1,7}m|[0-9]{1,5}h|[0-9]{1,4}d)$",
+        example = "5m"
+    )]
+    older_than: Option<String>,
     /// Page size, 1-1000 (default 100).
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -138,12 +149,19 @@ pub(super) async fn list(
 ) -> Result<Json<Page<DeviceView>>, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref(), CursorKind::Devices)?;
     let tags = tag_filters(raw.as_deref().unwrap_or_default())?;
+    let older_than = query
+        .older_than
+        .as_deref()
+        .map(duration::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("older_than: {e}")))?;
     if !tenant_exists(&state.pool, &tenant).await? {
         return Err(ApiError::not_found("tenant not found"));
     }
     let filter = DeviceFilter {
         status: query.status,
         in_sync: query.in_sync,
+        older_than,
         tags,
         after: page.after.clone(),
     };

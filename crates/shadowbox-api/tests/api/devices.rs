@@ -67,6 +67,7 @@ async fn registering_with_desired_starts_at_version_one_and_enqueues_it() {
             "desired": {"rate": 5}, "desired_version": 1,
             "reported": {}, "reported_version": 0,
             "delta": {"rate": 5}, "in_sync": false,
+            "applied_at": null, "rejection": null,
             "last_seen": null, "created_at": created_at, "tags": {},
             "delivery": {"status": "pending", "version": 1, "attempts": 0,
                          "last_error": null, "delivered_at": null}

@@ -2,6 +2,7 @@
 //! per test, and a real HTTP client.
 
 mod auth;
+mod convergence;
 mod desired;
 mod devices;
 mod errors;

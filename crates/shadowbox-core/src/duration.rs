@@ -1,5 +1,5 @@
-//! Durations on the command line: `500ms`, `10s`, `5m`, `12h`, `7d`, at
-//! most [`MAX`].
+//! Durations as people write them, on the command line and in API queries
+//! and bodies: `500ms`, `10s`, `5m`, `12h`, `7d`, at most [`MAX`].
 
 use std::time::Duration;
 
