@@ -2,6 +2,7 @@
 # The single test command: checks the monitoring files (fetching promtool
 # when it is missing), makes sure PostgreSQL and Mosquitto answer on
 # 127.0.0.1:5432 and 127.0.0.1:1883 (starting them when they do not), then
+# installs nats-server when it is missing (the NATS cluster tests), then
 # runs formatting, clippy, the unused-dependency check and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,20 @@ need psql "apt-get install postgresql-client"
 need curl "apt-get install curl"
 need jq "apt-get install jq"
 need pgbench "apt-get install postgresql-contrib (scripts/bench.sh --quick)"
+
+# The NATS cluster tests (tests/brokers.rs) run Debian's nats-server on
+# private ports (never the machine's own NATS); they skip, saying so,
+# without it. Installed here when missing and apt-get may be used.
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+  say "nats-server is missing; installing Debian's package (the NATS cluster tests)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq nats-server || true
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo -n apt-get install -y -qq nats-server || true
+  fi
+  [ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 ||
+    echo "could not install nats-server (apt-get install nats-server): the NATS cluster tests will skip" >&2
+fi
 
 say "scripts/check-monitoring.sh (Prometheus config, alerting rules and their tests, dashboard queries)"
 scripts/check-monitoring.sh

@@ -5,6 +5,9 @@
 //!   dropped when the test ends;
 //! - [`Mosquitto`]: a private broker on a free port that a test may stop,
 //!   restart, reload (SIGHUP), freeze and thaw, killed when the test ends, even on panic;
+//! - [`NatsCluster`]: a private cluster of `nats-server` nodes with
+//!   JetStream and MQTT (3.1.1), retained messages on every node, for the
+//!   failover tests on a real broker cluster;
 //! - [`PrivatePostgres`]: a private PostgreSQL cluster (initdb/pg_ctl) for
 //!   tests that stop or restart the database;
 //! - [`Fleet`]: a tenant's devices in a test database, changed through the
@@ -33,6 +36,7 @@ mod logs;
 mod metrics;
 mod mosquitto;
 pub mod mqtt;
+mod nats;
 mod postgres;
 mod process;
 mod running;
@@ -45,6 +49,7 @@ pub use fleet::Fleet;
 pub use logs::init_logs;
 pub use metrics::metric_value;
 pub use mosquitto::{Mosquitto, MosquittoConfig, MosquittoTls};
+pub use nats::NatsCluster;
 pub use postgres::PrivatePostgres;
 pub use process::{free_port, wait_for_port};
 pub use running::Running;

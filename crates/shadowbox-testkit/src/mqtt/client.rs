@@ -98,6 +98,15 @@ impl Client {
     /// Subscribes to `filter` at QoS 1 and returns once the broker
     /// granted it (retained messages follow); panics if it refused.
     pub async fn subscribe(&self, filter: &str) {
+        self.try_subscribe(filter)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// [`Client::subscribe`] that answers why the broker did not grant the
+    /// subscription instead of failing the test (a cluster node may refuse
+    /// one while it recovers).
+    pub async fn try_subscribe(&self, filter: &str) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let answer = loop {
             let queued = {
@@ -114,31 +123,46 @@ impl Client {
                 Err(RequestError::Closed) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err(e) => panic!("{}: subscribe to {filter}: {e}", self.id),
+                Err(e) => return Err(format!("{}: subscribe to {filter}: {e}", self.id)),
             }
         };
-        self.confirmed(&format!("the SUBACK for {filter}"), [answer])
-            .await;
+        self.answered(&format!("the SUBACK for {filter}"), [answer])
+            .await
     }
 
     /// Publishes at QoS 1 (not retained) and returns once the broker
     /// acknowledged it.
     pub async fn publish(&self, topic: impl Into<String>, payload: impl Into<Vec<u8>>) {
         self.publish_each([(topic.into(), payload.into())], false)
-            .await;
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Publishes a retained message at QoS 1 and returns once the broker
     /// acknowledged it.
     pub async fn publish_retained(&self, topic: impl Into<String>, payload: impl Into<Vec<u8>>) {
         self.publish_each([(topic.into(), payload.into())], true)
-            .await;
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Publishes every message at QoS 1 (not retained), pipelined, and
     /// returns once the broker acknowledged each of them.
     pub async fn publish_all(&self, messages: impl IntoIterator<Item = (String, Vec<u8>)>) {
-        self.publish_each(messages, false).await;
+        self.publish_each(messages, false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// [`Client::publish_all`] that answers why a publish was not
+    /// acknowledged (refused, the connection broke before its PUBACK, no
+    /// answer within [`PATIENCE`]) instead of failing the test: for a
+    /// broker that may drop connections, where a device publishes again.
+    pub async fn try_publish_all(
+        &self,
+        messages: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Result<(), String> {
+        self.publish_each(messages, false).await
     }
 
     /// Every message received so far, in arrival order.
@@ -168,39 +192,45 @@ impl Client {
         &self,
         messages: impl IntoIterator<Item = (String, Vec<u8>)>,
         retain: bool,
-    ) {
+    ) -> Result<(), String> {
         let mut answers = Vec::new();
         let order = self.publishing.lock().await;
         for (topic, payload) in messages {
             answers.push(self.session().expect_puback());
             if let Err(e) = self.client.publish(&topic, payload, retain).await {
                 self.session().forget_last_puback();
-                panic!("{}: publish to {topic}: {e}", self.id);
+                return Err(format!("{}: publish to {topic}: {e}", self.id));
             }
         }
         drop(order);
-        self.confirmed("PUBACK", answers).await;
+        self.answered("PUBACK", answers).await
     }
 
-    /// Waits (bounded by [`PATIENCE`] in all) for every answer; panics
+    /// Waits (bounded by [`PATIENCE`] in all) for every answer; `Err`
     /// unless the broker accepted each.
-    async fn confirmed(
+    async fn answered(
         &self,
         what: &str,
         answers: impl IntoIterator<Item = oneshot::Receiver<Answer>>,
-    ) {
+    ) -> Result<(), String> {
         let all = async {
             for answer in answers {
                 match answer.await {
                     Ok(Ok(())) => {}
-                    Ok(Err(refused)) => panic!("{}: {what}: {refused}", self.id),
-                    Err(_) => panic!("{}: the connection broke before the {what}", self.id),
+                    Ok(Err(refused)) => return Err(format!("{}: {what}: {refused}", self.id)),
+                    Err(_) => {
+                        return Err(format!(
+                            "{}: the connection broke before the {what}",
+                            self.id
+                        ));
+                    }
                 }
             }
+            Ok(())
         };
         tokio::time::timeout(PATIENCE, all)
             .await
-            .unwrap_or_else(|_| panic!("{}: no {what} within {PATIENCE:?}", self.id));
+            .unwrap_or_else(|_| Err(format!("{}: no {what} within {PATIENCE:?}", self.id)))
     }
 
     fn session(&self) -> MutexGuard<'_, Session> {
@@ -218,13 +248,30 @@ impl Drop for Client {
 /// the retained messages that arrive within a moment. Topics with no
 /// retained message are absent.
 pub async fn retained(broker_url: &str, filter: &str) -> HashMap<String, Vec<u8>> {
-    let client = Client::connect(broker_url, "retained").await;
-    client.subscribe(filter).await;
+    let config: MqttConfig = broker_url.parse().expect("a broker URL");
+    retained_with(&config, filter).await
+}
+
+/// [`retained`] on the first broker of `config`, in its protocol.
+pub async fn retained_with(config: &MqttConfig, filter: &str) -> HashMap<String, Vec<u8>> {
+    try_retained_with(config, filter)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`retained_with`] that answers why the broker refused the subscription
+/// instead of failing the test.
+pub async fn try_retained_with(
+    config: &MqttConfig,
+    filter: &str,
+) -> Result<HashMap<String, Vec<u8>>, String> {
+    let client = Client::connect_with(config, "retained").await;
+    client.try_subscribe(filter).await?;
     tokio::time::sleep(RETAINED_BURST).await;
-    client
+    Ok(client
         .messages()
         .into_iter()
         .filter(|m| m.retain)
         .map(|m| (m.topic, m.payload))
-        .collect()
+        .collect())
 }

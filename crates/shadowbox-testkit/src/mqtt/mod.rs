@@ -11,6 +11,6 @@ pub mod desired;
 mod events;
 mod session;
 
-pub use client::{Client, retained, unique_client_id};
-pub use desired::{ALL_DESIRED, assert_never_regressed, version_of};
+pub use client::{Client, retained, retained_with, try_retained_with, unique_client_id};
+pub use desired::{ALL_DESIRED, assert_never_regressed, version_of, versions_by_topic};
 pub use session::Message;
