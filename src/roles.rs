@@ -127,6 +127,14 @@ pub struct RelayArgs {
         value_parser = duration
     )]
     pub outbox_retention: Duration,
+    /// Delete desired history committed longer ago than this (0s keeps it).
+    #[arg(
+        long,
+        env = "SHADOWBOX_HISTORY_RETENTION",
+        default_value = default_duration(shadowbox_relay::DEFAULT_HISTORY_RETENTION),
+        value_parser = duration
+    )]
+    pub history_retention: Duration,
 }
 
 impl RelayArgs {
@@ -147,6 +155,7 @@ impl RelayArgs {
         settings.refusal_backoff.max_delay = self.relay_retry_max;
         settings.republish_after_interruption = self.relay_republish_after;
         settings.retention = Some(self.outbox_retention).filter(|d| !d.is_zero());
+        settings.history_retention = Some(self.history_retention).filter(|d| !d.is_zero());
         settings
     }
 }

@@ -151,9 +151,14 @@ async fn resync_enqueues_every_active_device_with_desired_state() {
     fleet.patch(0, json!({"a": 1})).await;
     fleet.patch(1, json!({"a": 1})).await;
     let mut conn = db.pool.acquire().await.unwrap();
-    shadowbox_db::devices::decommission_device(&mut conn, &fleet.tenant, &fleet.devices[1])
-        .await
-        .unwrap();
+    shadowbox_db::devices::decommission_device(
+        &mut conn,
+        &fleet.tenant,
+        &fleet.devices[1],
+        shadowbox_core::Actor::Admin,
+    )
+    .await
+    .unwrap();
     // dev-000 has desired state, dev-001 is decommissioned (its clear is
     // enqueued again), dev-002 never had any.
     assert_eq!(
@@ -266,10 +271,11 @@ async fn devices_lagging_lists_those_that_have_not_applied_in_time() {
 #[tokio::test]
 async fn durations_past_a_century_are_refused_when_read() {
     let db = TestDb::new().await;
-    let cases: [(&[&str], Option<&str>); 3] = [
+    let cases: [(&[&str], Option<&str>); 4] = [
         (&["outbox", "purge", "--older-than", "100000000d"], None),
         (&["outbox", "list", "--since", "100000000d"], None),
         (&["relay"], Some("SHADOWBOX_OUTBOX_RETENTION")),
+        (&["relay"], Some("SHADOWBOX_HISTORY_RETENTION")),
     ];
     for (args, variable) in cases {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shadowbox"));

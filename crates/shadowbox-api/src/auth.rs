@@ -13,11 +13,12 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use shadowbox_core::TenantId;
 use shadowbox_core::api_key::{PresentedKey, tokens_equal};
+use shadowbox_core::{Actor, TenantId};
 use shadowbox_db::DbError;
 use shadowbox_db::api_keys::find_api_key;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -27,8 +28,13 @@ use crate::state::AppState;
 enum Caller {
     /// Holds the admin token: every tenant, and the admin routes.
     Admin,
-    /// Holds a key of this tenant: that tenant's routes only.
-    Tenant(TenantId),
+    /// Holds the key `key` of `tenant`: that tenant's routes only.
+    Tenant {
+        /// The key's tenant.
+        tenant: TenantId,
+        /// The key's id.
+        key: Uuid,
+    },
 }
 
 impl Caller {
@@ -49,14 +55,23 @@ impl Caller {
             return Ok(Self::Admin);
         }
         match key_tenant(&state.pool, token).await? {
-            Some(tenant) => Ok(Self::Tenant(tenant)),
+            Some((tenant, key)) => Ok(Self::Tenant { tenant, key }),
             None => Err(ApiError::unauthorized("the bearer token is not valid")),
+        }
+    }
+
+    /// The caller as the history names it.
+    fn actor(&self) -> Actor {
+        match self {
+            Self::Admin => Actor::Admin,
+            Self::Tenant { key, .. } => Actor::Key(*key),
         }
     }
 }
 
-/// The tenant whose key `token` is, or `None` when it is not a valid key.
-async fn key_tenant(pool: &PgPool, token: &str) -> Result<Option<TenantId>, DbError> {
+/// The tenant and id of the key `token` is, or `None` when it is not a
+/// valid key.
+async fn key_tenant(pool: &PgPool, token: &str) -> Result<Option<(TenantId, Uuid)>, DbError> {
     let Some(presented) = PresentedKey::parse(token) else {
         return Ok(None);
     };
@@ -66,7 +81,7 @@ async fn key_tenant(pool: &PgPool, token: &str) -> Result<Option<TenantId>, DbEr
     if !presented.matches(&stored) {
         return Ok(None);
     }
-    Ok(Some(tenant))
+    Ok(Some((tenant, presented.id)))
 }
 
 /// The `{tenant_id}` of a route's path; the route's other parameters are
@@ -98,6 +113,8 @@ async fn caller_and_tenant(
 pub(crate) struct TenantScope {
     /// The tenant of the path.
     pub tenant: TenantId,
+    /// Who is calling, for the history of the changes it makes.
+    pub actor: Actor,
 }
 
 impl FromRequestParts<AppState> for TenantScope {
@@ -105,10 +122,13 @@ impl FromRequestParts<AppState> for TenantScope {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match caller_and_tenant(parts, state).await? {
-            (Caller::Tenant(own), tenant) if own != tenant => {
+            (Caller::Tenant { tenant: own, .. }, tenant) if own != tenant => {
                 Err(ApiError::not_found("tenant not found").into_response())
             }
-            (_, tenant) => Ok(Self { tenant }),
+            (caller, tenant) => Ok(Self {
+                tenant,
+                actor: caller.actor(),
+            }),
         }
     }
 }
@@ -127,7 +147,7 @@ impl FromRequestParts<AppState> for AdminScope {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match caller_and_tenant(parts, state).await? {
             (Caller::Admin, tenant) => Ok(Self { tenant }),
-            (Caller::Tenant(_), _) => {
+            (Caller::Tenant { .. }, _) => {
                 Err(ApiError::forbidden("this route needs the admin token").into_response())
             }
         }

@@ -36,6 +36,8 @@ pub enum CursorKind {
     Devices,
     /// Outbox rows, by id descending.
     Outbox,
+    /// A device's history, by id descending.
+    History,
 }
 
 impl CursorKind {
@@ -43,15 +45,16 @@ impl CursorKind {
         match self {
             Self::Devices => "d",
             Self::Outbox => "o",
+            Self::History => "h",
         }
     }
 
     /// Whether `position` is one this list gives out: a valid device id,
-    /// an outbox row id.
+    /// a row id.
     fn holds(self, position: &str) -> bool {
         match self {
             Self::Devices => DeviceId::parse(position).is_ok(),
-            Self::Outbox => position.parse::<i64>().is_ok(),
+            Self::Outbox | Self::History => position.parse::<i64>().is_ok(),
         }
     }
 }
@@ -82,9 +85,9 @@ impl PageRequest {
         Ok(Self { limit, after })
     }
 
-    /// The position of an outbox list's cursor: the id the page starts
-    /// below.
-    pub fn outbox_before(&self) -> Result<Option<i64>, ApiError> {
+    /// The position of a newest-first list's cursor (outbox rows,
+    /// history): the id the page starts below.
+    pub fn before_id(&self) -> Result<Option<i64>, ApiError> {
         self.after
             .as_deref()
             .map(|a| a.parse().map_err(|_| invalid_cursor()))

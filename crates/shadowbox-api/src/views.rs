@@ -1,16 +1,19 @@
 //! The JSON shapes of the contract: the device with its shadow, outbox
-//! rows, tenants and keys, and the response that carries a device's ETag.
+//! rows, history entries, tenants and keys, and the response that carries
+//! a device's ETag.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shadowbox_core::Change;
 use shadowbox_core::convergence::in_sync;
 use shadowbox_core::delta::delta;
 use shadowbox_core::tags::Tags;
 use shadowbox_core::{DeviceStatus, Document, OutboxKind, OutboxStatus};
 use shadowbox_db::devices::DeviceRecord;
+use shadowbox_db::history::HistoryRow;
 use shadowbox_db::outbox::OutboxRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -172,6 +175,52 @@ impl From<OutboxRow> for OutboxEntry {
             last_error: r.last_error,
             created_at: r.created_at,
             delivered_at: r.delivered_at,
+        }
+    }
+}
+
+/// One desired change of a device.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    /// The desired version after the change (a decommission: the version
+    /// it cleared).
+    pub version: i64,
+    /// `register`, `merge`, `replace`, `rollout`, `rollback` or
+    /// `decommission`.
+    pub change: Change,
+    /// What was sent: the merge patch, the new document, the registration's
+    /// document, the rollout's patch or the restored document; `null` for a
+    /// decommission and a registration without a document.
+    #[schema(value_type = Option<Object>)]
+    pub body: Option<serde_json::Value>,
+    /// `admin`, `key:<api key id>` or `rollout:<rollout id>`.
+    pub actor: String,
+    /// When the change was committed.
+    pub committed_at: DateTime<Utc>,
+    /// The first PUBACK of a publish carrying it.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// When the device first reported this version.
+    pub applied_at: Option<DateTime<Utc>>,
+    /// The device's refusal of this version, if any.
+    pub rejection: Option<RejectionView>,
+}
+
+impl From<HistoryRow> for HistoryEntry {
+    fn from(h: HistoryRow) -> Self {
+        let rejection = h.rejected_at.map(|at| RejectionView {
+            version: h.version,
+            reason: h.rejection_reason.unwrap_or_default(),
+            at,
+        });
+        Self {
+            version: h.version,
+            change: h.change,
+            body: h.body.map(|b| b.0),
+            actor: h.actor,
+            committed_at: h.committed_at,
+            delivered_at: h.delivered_at,
+            applied_at: h.applied_at,
+            rejection,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! Pure data and rules, no I/O (new API keys take the operating system's
 //! random numbers, nothing more), so it is fast to test and safe to reuse:
 //!
+//! - [`history`]: what a desired change was and who made it (admin, a key,
+//!   a rollout);
 //! - [`api_key`]: the tenant API key format, and checking a presented key
 //!   or the admin token in constant time;
 //! - [`backoff`]: the backoff schedules (reconnecting, and publishes the
@@ -37,6 +39,7 @@ pub mod delta;
 pub mod device;
 pub mod document;
 pub mod duration;
+pub mod history;
 pub mod id;
 pub mod idempotency;
 pub mod merge;
@@ -49,5 +52,6 @@ pub mod topic;
 
 pub use device::DeviceStatus;
 pub use document::{Document, DocumentError, DocumentLimits};
+pub use history::{Actor, Change};
 pub use id::{DeviceId, IdError, TenantId};
 pub use outbox::{OutboxKind, OutboxStatus};

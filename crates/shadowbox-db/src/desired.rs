@@ -1,15 +1,17 @@
 //! The one transaction that changes a device's desired state: lock the
-//! row, apply the change, bump the version by exactly one and enqueue the
-//! publish, or do nothing at all when the change changes nothing.
+//! row, apply the change, bump the version by exactly one, enqueue the
+//! publish and record the change in the history, or do nothing at all when
+//! the change changes nothing.
 
 use serde_json::Value;
 use shadowbox_core::merge::merge_patch;
-use shadowbox_core::{DeviceId, DeviceStatus, Document, DocumentLimits, TenantId};
+use shadowbox_core::{Actor, DeviceId, DeviceStatus, Document, DocumentLimits, TenantId};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
 use crate::DbError;
 use crate::devices::{DeviceRecord, get_device};
+use crate::history::{self, NewChange};
 use crate::outbox::{Publish, enqueue};
 
 /// A change to the desired document.
@@ -30,8 +32,10 @@ pub struct DesiredOutcome {
     pub enqueued: Option<i64>,
 }
 
-/// Applies `change` to the device's desired state inside the caller's
-/// transaction. Fails without writing anything when the device is missing
+/// Applies `change` by `actor` to the device's desired state inside the
+/// caller's transaction, and records it in the history (a rollout's merge
+/// patch as `rollout`, its replacement as `rollback`: see
+/// [`history::change_of`]). Fails without writing anything when the device is missing
 /// or decommissioned, when `expected_version` is not the current version,
 /// or when the result breaks `limits`.
 pub async fn apply_desired_change(
@@ -41,6 +45,7 @@ pub async fn apply_desired_change(
     change: DesiredChange,
     expected_version: Option<i64>,
     limits: &DocumentLimits,
+    actor: Actor,
 ) -> Result<DesiredOutcome, DbError> {
     let current: Option<(DeviceStatus, Json<Document>, i64)> = sqlx::query_as(
         "SELECT status, desired_state, desired_version FROM device_state
@@ -60,11 +65,12 @@ pub async fn apply_desired_change(
             current: version,
         });
     }
-    let next = match change {
-        DesiredChange::Replace(doc) => doc,
+    let kind = history::change_of(&change, &actor);
+    let next = match &change {
+        DesiredChange::Replace(doc) => doc.clone(),
         DesiredChange::Merge(patch) => {
             let mut merged = Value::Object(desired.clone());
-            merge_patch(&mut merged, &Value::Object(patch));
+            merge_patch(&mut merged, &Value::Object(patch.clone()));
             match merged {
                 Value::Object(doc) => doc,
                 _ => unreachable!("an object patched by an object stays an object"),
@@ -98,6 +104,19 @@ pub async fn apply_desired_change(
         device,
         Publish::Desired(&next),
         next_version,
+    )
+    .await?;
+    let (DesiredChange::Merge(body) | DesiredChange::Replace(body)) = &change;
+    history::record(
+        &mut *conn,
+        &[NewChange {
+            tenant,
+            device,
+            version: next_version,
+            change: kind,
+            body: Some(body),
+            actor,
+        }],
     )
     .await?;
     let device = get_device(&mut *conn, tenant, device)

@@ -4,12 +4,15 @@
 use chrono::{DateTime, Utc};
 use shadowbox_core::convergence::rejection_is_current;
 use shadowbox_core::tags::Tags;
-use shadowbox_core::{DeviceId, DeviceStatus, Document, DocumentLimits, OutboxStatus, TenantId};
+use shadowbox_core::{
+    Actor, Change, DeviceId, DeviceStatus, Document, DocumentLimits, OutboxStatus, TenantId,
+};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
 use crate::DbError;
 use crate::error::{is_fk_violation, is_unique_violation};
+use crate::history::{self, NewChange};
 use crate::outbox::{Publish, enqueue};
 
 /// A device with its shadow and the summary of its newest delivery.
@@ -256,7 +259,8 @@ async fn insert_tags(
 /// Registers a device with its `tags`. With a `desired` document it
 /// starts at version 1 and its publish is enqueued in the same
 /// transaction; without one it starts at version 0 with `{}` and nothing
-/// is published.
+/// is published. The registration by `actor` is the device's first
+/// history entry.
 pub async fn register_device(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -264,6 +268,7 @@ pub async fn register_device(
     desired: Option<Document>,
     tags: &Tags,
     limits: &DocumentLimits,
+    actor: Actor,
 ) -> Result<DeviceRecord, DbError> {
     if let Some(doc) = &desired {
         limits.check(doc)?;
@@ -293,6 +298,18 @@ pub async fn register_device(
     if let Some(doc) = &desired {
         enqueue(&mut *conn, tenant, device, Publish::Desired(doc), version).await?;
     }
+    history::record(
+        &mut *conn,
+        &[NewChange {
+            tenant,
+            device,
+            version,
+            change: Change::Register,
+            body: desired.as_ref(),
+            actor,
+        }],
+    )
+    .await?;
     Ok(get_device(&mut *conn, tenant, device)
         .await?
         .expect("inserted in this transaction"))
@@ -300,11 +317,12 @@ pub async fn register_device(
 
 /// Decommissions a device and enqueues the clear of its retained desired
 /// message in the same transaction. Returns the device and whether it was
-/// active before (a second call changes and enqueues nothing).
+/// active before (a second call changes, enqueues and records nothing).
 pub async fn decommission_device(
     conn: &mut PgConnection,
     tenant: &TenantId,
     device: &DeviceId,
+    actor: Actor,
 ) -> Result<(DeviceRecord, bool), DbError> {
     let row: Option<(i64,)> = sqlx::query_as(
         "UPDATE device_state
@@ -318,6 +336,18 @@ pub async fn decommission_device(
     .await?;
     if let Some((version,)) = row {
         enqueue(&mut *conn, tenant, device, Publish::Clear, version).await?;
+        history::record(
+            &mut *conn,
+            &[NewChange {
+                tenant,
+                device,
+                version,
+                change: Change::Decommission,
+                body: None,
+                actor,
+            }],
+        )
+        .await?;
     }
     let record = get_device(&mut *conn, tenant, device)
         .await?

@@ -10,6 +10,8 @@
 //! - [`devices`]: registering, reading, listing and decommissioning devices,
 //!   and [`desired`], the one transaction that changes desired state and
 //!   enqueues its publish;
+//! - [`history`]: every desired change with who made it, and when it was
+//!   delivered and applied;
 //! - [`idempotency`]: `Idempotency-Key` claims and the answers they replay;
 //! - [`outbox`]: the outbox as operators see it (lists, reviving dead rows,
 //!   resync, purge);
@@ -21,6 +23,7 @@ pub mod connect;
 pub mod desired;
 pub mod devices;
 pub mod error;
+pub mod history;
 pub mod idempotency;
 pub mod outbox;
 pub mod relay;

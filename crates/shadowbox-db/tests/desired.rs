@@ -39,6 +39,7 @@ async fn patch(
         DesiredChange::Merge(doc(patch)),
         expected,
         &DocumentLimits::default(),
+        shadowbox_core::Actor::Admin,
     )
     .await?;
     tx.commit().await.unwrap();
@@ -88,6 +89,7 @@ async fn a_rolled_back_change_leaves_neither_state_nor_outbox_row() {
         DesiredChange::Replace(doc(json!({"rate": 9}))),
         None,
         &DocumentLimits::default(),
+        shadowbox_core::Actor::Admin,
     )
     .await
     .unwrap();
@@ -173,13 +175,23 @@ async fn limits_and_decommission_refuse_the_write() {
         Err(DbError::Document(_))
     ));
     let mut conn = db.pool.acquire().await.unwrap();
-    let (_, changed) = shadowbox_db::devices::decommission_device(&mut conn, &tenant, &device)
-        .await
-        .unwrap();
+    let (_, changed) = shadowbox_db::devices::decommission_device(
+        &mut conn,
+        &tenant,
+        &device,
+        shadowbox_core::Actor::Admin,
+    )
+    .await
+    .unwrap();
     assert!(changed);
-    let (_, changed) = shadowbox_db::devices::decommission_device(&mut conn, &tenant, &device)
-        .await
-        .unwrap();
+    let (_, changed) = shadowbox_db::devices::decommission_device(
+        &mut conn,
+        &tenant,
+        &device,
+        shadowbox_core::Actor::Admin,
+    )
+    .await
+    .unwrap();
     assert!(!changed, "decommissioning twice changes nothing");
     assert!(matches!(
         patch(&db.pool, &tenant, &device, json!({"a": 1}), None).await,

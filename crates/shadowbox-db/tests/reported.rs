@@ -82,6 +82,7 @@ async fn outcomes_come_back_in_input_order_and_versions_never_go_back() {
         &mut conn,
         &fleet.tenant,
         &DeviceId::parse("gone").unwrap(),
+        shadowbox_core::Actor::Admin,
     )
     .await
     .unwrap();
@@ -231,6 +232,7 @@ async fn a_rejection_is_recorded_only_for_the_current_unapplied_version() {
         &mut conn,
         &fleet.tenant,
         &DeviceId::parse("gone").unwrap(),
+        shadowbox_core::Actor::Admin,
     )
     .await
     .unwrap();

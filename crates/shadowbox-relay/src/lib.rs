@@ -11,8 +11,8 @@
 //! - [`publisher`]: the one MQTT connection, which correlates every publish
 //!   with its PUBACK and fails everything unacknowledged on a disconnect or
 //!   an overdue PUBACK;
-//! - [`retention`]: deletes old finished rows and expired idempotency keys
-//!   in small batches;
+//! - [`retention`]: deletes old finished rows, old desired history and
+//!   expired idempotency keys in small batches;
 //! - [`metrics`]: what the relay counts.
 //!
 //! Depends on `shadowbox-core`, `shadowbox-db` and `shadowbox-mqtt`.
@@ -26,10 +26,10 @@ pub mod worker;
 
 pub use metrics::RelayMetrics;
 pub use settings::{
-    DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH_SIZE, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_PACKET_BYTES, DEFAULT_POLL_INTERVAL, DEFAULT_REFUSAL_BACKOFF_BASE,
-    DEFAULT_REFUSAL_BACKOFF_MAX, DEFAULT_REPUBLISH_AFTER, DEFAULT_RETENTION, DEFAULT_WORKERS,
-    RelaySettings,
+    DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH_SIZE, DEFAULT_HISTORY_RETENTION, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PACKET_BYTES, DEFAULT_POLL_INTERVAL,
+    DEFAULT_REFUSAL_BACKOFF_BASE, DEFAULT_REFUSAL_BACKOFF_MAX, DEFAULT_REPUBLISH_AFTER,
+    DEFAULT_RETENTION, DEFAULT_WORKERS, RelaySettings,
 };
 
 use std::sync::Arc;

@@ -1,9 +1,11 @@
-//! Retention: deletes finished outbox rows older than the configured age,
-//! and idempotency keys past their replay window, in small batches so the
-//! relay's own statements never wait long.
+//! Retention: deletes finished outbox rows and desired history older than
+//! their configured ages, and idempotency keys past their replay window,
+//! in small batches so the relay's own statements never wait long.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -13,8 +15,8 @@ use crate::RelaySettings;
 const PURGE_BATCH: i64 = 1000;
 
 /// Runs the retention job every `retention_interval` until `shutdown`.
-/// Expired idempotency keys go even when finished rows are kept
-/// (`retention` is `None`).
+/// Expired idempotency keys go even when finished rows and history are
+/// kept (`retention` and `history_retention` are `None`).
 pub async fn run(pool: PgPool, settings: Arc<RelaySettings>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(settings.retention_interval);
     loop {
@@ -22,16 +24,18 @@ pub async fn run(pool: PgPool, settings: Arc<RelaySettings>, shutdown: Cancellat
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        if let Some(age) = settings
-            .retention
-            .and_then(|r| chrono::Duration::from_std(r).ok())
-        {
-            match shadowbox_db::outbox::purge_finished(&pool, chrono::Utc::now() - age, PURGE_BATCH)
-                .await
-            {
+        if let Some(cutoff) = cutoff(settings.retention) {
+            match shadowbox_db::outbox::purge_finished(&pool, cutoff, PURGE_BATCH).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "retention deleted finished outbox rows"),
-                Err(e) => tracing::warn!(error = %e, "retention job failed"),
+                Err(e) => tracing::warn!(error = %e, "outbox retention failed"),
+            }
+        }
+        if let Some(cutoff) = cutoff(settings.history_retention) {
+            match shadowbox_db::history::purge(&pool, cutoff, PURGE_BATCH).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "retention deleted desired history"),
+                Err(e) => tracing::warn!(error = %e, "history retention failed"),
             }
         }
         match shadowbox_db::idempotency::purge_expired(&pool, PURGE_BATCH).await {
@@ -40,4 +44,10 @@ pub async fn run(pool: PgPool, settings: Arc<RelaySettings>, shutdown: Cancellat
             Err(e) => tracing::warn!(error = %e, "idempotency key retention failed"),
         }
     }
+}
+
+/// The time before which rows kept for `retention` go, if they go at all.
+fn cutoff(retention: Option<Duration>) -> Option<DateTime<Utc>> {
+    let age = chrono::Duration::from_std(retention?).ok()?;
+    Some(Utc::now() - age)
 }

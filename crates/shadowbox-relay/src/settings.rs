@@ -44,6 +44,9 @@ pub const DEFAULT_REPUBLISH_AFTER: Duration = Duration::from_secs(30);
 /// How long finished rows are kept unless told otherwise.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// How long desired history is kept unless told otherwise.
+pub const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// How often the retention job runs.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
@@ -85,6 +88,9 @@ pub struct RelaySettings {
     pub republish_after_interruption: Duration,
     /// Finished rows older than this are deleted; `None` keeps them all.
     pub retention: Option<Duration>,
+    /// Desired history committed longer ago than this is deleted; `None`
+    /// keeps it all.
+    pub history_retention: Option<Duration>,
     /// How often the retention job runs.
     pub retention_interval: Duration,
 }
@@ -109,6 +115,7 @@ impl RelaySettings {
             },
             republish_after_interruption: DEFAULT_REPUBLISH_AFTER,
             retention: Some(DEFAULT_RETENTION),
+            history_retention: Some(DEFAULT_HISTORY_RETENTION),
             retention_interval: DEFAULT_RETENTION_INTERVAL,
         }
     }

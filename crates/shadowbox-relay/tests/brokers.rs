@@ -33,6 +33,7 @@ async fn register_with_desired(pool: &PgPool, tenant: &str, count: usize, doc: s
             Some(into_document(doc.clone()).unwrap()),
             &Default::default(),
             &DocumentLimits::default(),
+            shadowbox_core::Actor::Admin,
         )
         .await
         .unwrap();

@@ -210,9 +210,14 @@ async fn decommission_clears_the_retained_message_for_good(protocol: Protocol) {
     fleet.patch(0, json!({"a": 1})).await;
     fleet.patch(0, json!({"a": 2})).await;
     let mut conn = db.pool.acquire().await.unwrap();
-    shadowbox_db::devices::decommission_device(&mut conn, &fleet.tenant, &fleet.devices[0])
-        .await
-        .unwrap();
+    shadowbox_db::devices::decommission_device(
+        &mut conn,
+        &fleet.tenant,
+        &fleet.devices[0],
+        shadowbox_core::Actor::Admin,
+    )
+    .await
+    .unwrap();
     eventually(
         Duration::from_secs(10),
         "the clear is delivered",

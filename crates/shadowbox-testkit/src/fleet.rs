@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use shadowbox_core::document::into_document;
 use shadowbox_core::topic::{ShadowTopicKind, shadow_topic};
-use shadowbox_core::{DeviceId, DocumentLimits, TenantId};
+use shadowbox_core::{Actor, DeviceId, DocumentLimits, TenantId};
 use shadowbox_db::desired::{DesiredChange, apply_desired_change};
 use shadowbox_db::devices::{DeviceRecord, get_device};
 use sqlx::PgPool;
@@ -59,6 +59,7 @@ impl Fleet {
                 None,
                 &Default::default(),
                 &DocumentLimits::default(),
+                Actor::Admin,
             )
             .await
             .unwrap();
@@ -83,6 +84,7 @@ impl Fleet {
             DesiredChange::Merge(into_document(patch).unwrap()),
             None,
             &DocumentLimits::default(),
+            Actor::Admin,
         )
         .await
         .unwrap();

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde_json::Value;
 use shadowbox_core::document::into_document;
-use shadowbox_core::{DeviceId, Document, TenantId};
+use shadowbox_core::{DeviceId, Document};
 use shadowbox_db::desired::{DesiredChange, apply_desired_change};
 
 use crate::auth::TenantScope;
@@ -42,7 +42,7 @@ use crate::views::{DeviceResponse, DeviceView};
     )
 )]
 pub(super) async fn patch(
-    TenantScope { tenant }: TenantScope,
+    scope: TenantScope,
     State(state): State<AppState>,
     Path(DevicePath { device_id: device }): Path<DevicePath>,
     headers: HeaderMap,
@@ -53,7 +53,7 @@ pub(super) async fn patch(
 ) -> Result<Response, ApiError> {
     write(
         &state,
-        &tenant,
+        &scope,
         &device,
         &headers,
         key,
@@ -86,7 +86,7 @@ pub(super) async fn patch(
     )
 )]
 pub(super) async fn put(
-    TenantScope { tenant }: TenantScope,
+    scope: TenantScope,
     State(state): State<AppState>,
     Path(DevicePath { device_id: device }): Path<DevicePath>,
     headers: HeaderMap,
@@ -97,7 +97,7 @@ pub(super) async fn put(
 ) -> Result<Response, ApiError> {
     write(
         &state,
-        &tenant,
+        &scope,
         &device,
         &headers,
         key,
@@ -113,7 +113,7 @@ const ACCEPTED: [&str; 2] = ["application/json", "application/merge-patch+json"]
 
 async fn write(
     state: &AppState,
-    tenant: &TenantId,
+    TenantScope { tenant, actor }: &TenantScope,
     device: &DeviceId,
     headers: &HeaderMap,
     key: KeyedRequest,
@@ -146,6 +146,7 @@ async fn write(
         change(document),
         expected,
         &state.settings.limits,
+        *actor,
     )
     .await?;
     let version = outcome.device.desired_version;

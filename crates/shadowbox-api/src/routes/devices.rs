@@ -58,7 +58,7 @@ pub(crate) struct RegisterDevice {
     )
 )]
 pub(super) async fn register(
-    TenantScope { tenant }: TenantScope,
+    TenantScope { tenant, actor }: TenantScope,
     State(state): State<AppState>,
     Idempotent {
         key,
@@ -81,6 +81,7 @@ pub(super) async fn register(
         desired,
         &body.tags,
         &state.settings.limits,
+        actor,
     )
     .await?;
     let version = record.desired_version;
@@ -142,7 +143,7 @@ pub(crate) struct ListDevices {
     )
 )]
 pub(super) async fn list(
-    TenantScope { tenant }: TenantScope,
+    TenantScope { tenant, .. }: TenantScope,
     State(state): State<AppState>,
     Query(query): Query<ListDevices>,
     RawQuery(raw): RawQuery,
@@ -199,7 +200,7 @@ fn tag_filters(query: &str) -> Result<Tags, ApiError> {
     )
 )]
 pub(super) async fn get(
-    TenantScope { tenant }: TenantScope,
+    TenantScope { tenant, .. }: TenantScope,
     State(state): State<AppState>,
     Path(DevicePath { device_id: device }): Path<DevicePath>,
 ) -> Result<DeviceResponse, ApiError> {
@@ -228,7 +229,7 @@ pub(super) async fn get(
     )
 )]
 pub(super) async fn put_tags(
-    TenantScope { tenant }: TenantScope,
+    TenantScope { tenant, .. }: TenantScope,
     State(state): State<AppState>,
     Path(DevicePath { device_id: device }): Path<DevicePath>,
     Json(tags): Json<Tags>,
@@ -258,12 +259,12 @@ pub(super) async fn put_tags(
     )
 )]
 pub(super) async fn decommission(
-    TenantScope { tenant }: TenantScope,
+    TenantScope { tenant, actor }: TenantScope,
     State(state): State<AppState>,
     Path(DevicePath { device_id: device }): Path<DevicePath>,
 ) -> Result<DeviceResponse, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let (record, changed) = decommission_device(&mut tx, &tenant, &device).await?;
+    let (record, changed) = decommission_device(&mut tx, &tenant, &device, actor).await?;
     tx.commit().await?;
     if changed {
         tracing::info!(tenant = %tenant, device = %device, "device decommissioned");
@@ -298,7 +299,7 @@ pub(crate) struct ListDeliveries {
     )
 )]
 pub(super) async fn deliveries(
-    TenantScope { tenant }: TenantScope,
+    TenantScope { tenant, .. }: TenantScope,
     State(state): State<AppState>,
     Path(DevicePath { device_id: device }): Path<DevicePath>,
     Query(query): Query<ListDeliveries>,
@@ -310,7 +311,7 @@ pub(super) async fn deliveries(
     let filter = OutboxFilter {
         tenant: Some(tenant),
         device: Some(device.into_string()),
-        before_id: page.outbox_before()?,
+        before_id: page.before_id()?,
         ..OutboxFilter::default()
     };
     let rows = list_rows(&state.pool, &filter, page.fetch()).await?;

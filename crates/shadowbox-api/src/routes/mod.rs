@@ -5,6 +5,7 @@
 
 mod desired;
 mod devices;
+mod history;
 mod operations;
 mod outbox;
 mod tenants;
@@ -35,6 +36,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::put_tags))
         .routes(routes!(devices::decommission))
         .routes(routes!(devices::deliveries))
+        .routes(routes!(history::list))
         .routes(routes!(outbox::list))
         .routes(routes!(outbox::retry))
         .routes(routes!(operations::healthz))

@@ -40,7 +40,7 @@ pub(crate) struct ListOutbox {
     )
 )]
 pub(super) async fn list(
-    TenantScope { tenant }: TenantScope,
+    TenantScope { tenant, .. }: TenantScope,
     State(state): State<AppState>,
     Query(query): Query<ListOutbox>,
 ) -> Result<Json<Page<OutboxEntry>>, ApiError> {
@@ -51,7 +51,7 @@ pub(super) async fn list(
     let filter = OutboxFilter {
         tenant: Some(tenant),
         status: query.status,
-        before_id: page.outbox_before()?,
+        before_id: page.before_id()?,
         ..OutboxFilter::default()
     };
     let rows = list_rows(&state.pool, &filter, page.fetch()).await?;
@@ -84,7 +84,7 @@ pub(super) struct OutboxRowPath {
     )
 )]
 pub(super) async fn retry(
-    TenantScope { tenant }: TenantScope,
+    TenantScope { tenant, .. }: TenantScope,
     State(state): State<AppState>,
     Path(OutboxRowPath { id }): Path<OutboxRowPath>,
 ) -> Result<Json<OutboxEntry>, ApiError> {

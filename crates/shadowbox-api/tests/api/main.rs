@@ -8,6 +8,7 @@ mod devices;
 mod errors;
 mod fuzz;
 mod helpers;
+mod history;
 mod idempotency;
 mod operations;
 mod outbox;

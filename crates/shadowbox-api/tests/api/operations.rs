@@ -194,6 +194,7 @@ async fn openapi_lists_every_route() {
             "get",
             "/v1/tenants/{tenant_id}/devices/{device_id}/deliveries",
         ),
+        ("get", "/v1/tenants/{tenant_id}/devices/{device_id}/history"),
         ("get", "/v1/tenants/{tenant_id}/outbox"),
         ("post", "/v1/tenants/{tenant_id}/outbox/{id}/retry"),
         ("get", "/healthz"),

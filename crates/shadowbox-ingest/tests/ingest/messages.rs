@@ -175,6 +175,7 @@ async fn bad_input_is_dropped_counted_acknowledged_and_blocks_nobody() {
             &mut conn,
             &TenantId::parse("acme").unwrap(),
             &DeviceId::parse("retired").unwrap(),
+            shadowbox_core::Actor::Admin,
         )
         .await
         .unwrap();

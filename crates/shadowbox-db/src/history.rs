@@ -1,0 +1,138 @@
+//! Desired history: one row per desired change, with who made it, written
+//! by the transaction that makes the change ([`record`]). When the change
+//! was delivered and applied is filled in by the triggers of the
+//! migration `desired_history` as the relay and the ingester write, so
+//! their batch statements stay set-based and no writer can forget it.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use shadowbox_core::{Actor, Change, DeviceId, Document, TenantId};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+
+use crate::desired::DesiredChange;
+
+/// The change a desired write by `actor` is: a rollout's merge patch is
+/// its `rollout`, a rollout's replacement its `rollback`.
+pub fn change_of(write: &DesiredChange, actor: &Actor) -> Change {
+    match (write, actor) {
+        (DesiredChange::Merge(_), Actor::Rollout(_)) => Change::Rollout,
+        (DesiredChange::Replace(_), Actor::Rollout(_)) => Change::Rollback,
+        (DesiredChange::Merge(_), _) => Change::Merge,
+        (DesiredChange::Replace(_), _) => Change::Replace,
+    }
+}
+
+/// A change to record, in the transaction that makes it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewChange<'a> {
+    /// The tenant.
+    pub tenant: &'a TenantId,
+    /// The device.
+    pub device: &'a DeviceId,
+    /// The desired version after the change.
+    pub version: i64,
+    /// What it was.
+    pub change: Change,
+    /// What was sent (the patch, the document), `None` for none.
+    pub body: Option<&'a Document>,
+    /// Who made it.
+    pub actor: Actor,
+}
+
+/// Records `changes` in one statement, inside the caller's transaction:
+/// every path that changes desired state calls it (a rollout's wave
+/// records all its devices at once).
+pub async fn record(conn: &mut PgConnection, changes: &[NewChange<'_>]) -> sqlx::Result<()> {
+    let tenants: Vec<&str> = changes.iter().map(|c| c.tenant.as_str()).collect();
+    let devices: Vec<&str> = changes.iter().map(|c| c.device.as_str()).collect();
+    let versions: Vec<i64> = changes.iter().map(|c| c.version).collect();
+    let kinds: Vec<&str> = changes.iter().map(|c| c.change.as_str()).collect();
+    let bodies: Vec<Option<Json<&Document>>> = changes.iter().map(|c| c.body.map(Json)).collect();
+    let actors: Vec<String> = changes.iter().map(|c| c.actor.to_string()).collect();
+    sqlx::query(
+        "INSERT INTO desired_history (tenant_id, device_id, version, change, body, actor)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], $6::text[])",
+    )
+    .bind(&tenants)
+    .bind(&devices)
+    .bind(&versions)
+    .bind(&kinds)
+    .bind(&bodies)
+    .bind(&actors)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One desired change as the history shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HistoryRow {
+    /// Increasing id (the page cursor).
+    pub id: i64,
+    /// The desired version after the change.
+    pub version: i64,
+    /// What it was.
+    pub change: Change,
+    /// What was sent.
+    pub body: Option<Json<Value>>,
+    /// `admin`, `key:<id>` or `rollout:<id>`.
+    pub actor: String,
+    /// When it was committed.
+    pub committed_at: DateTime<Utc>,
+    /// The first PUBACK of a publish carrying it.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// When the device first reported this version.
+    pub applied_at: Option<DateTime<Utc>>,
+    /// Why the device refused this version, if it did.
+    pub rejection_reason: Option<String>,
+    /// When it refused it.
+    pub rejected_at: Option<DateTime<Utc>>,
+}
+
+/// A device's changes, newest first, below `before_id` (the page cursor),
+/// at most `limit`.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant: &TenantId,
+    device: &DeviceId,
+    before_id: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<HistoryRow>> {
+    sqlx::query_as(
+        "SELECT id, version, change, body, actor, committed_at, delivered_at, applied_at,
+                rejection_reason, rejected_at
+         FROM desired_history
+         WHERE tenant_id = $1 AND device_id = $2 AND ($3::bigint IS NULL OR id < $3)
+         ORDER BY id DESC
+         LIMIT $4",
+    )
+    .bind(tenant.as_str())
+    .bind(device.as_str())
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Deletes changes committed before `older_than`, in batches of `batch`.
+/// Returns how many.
+pub async fn purge(pool: &PgPool, older_than: DateTime<Utc>, batch: i64) -> sqlx::Result<u64> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM desired_history WHERE id IN (
+               SELECT id FROM desired_history WHERE committed_at < $1
+               ORDER BY committed_at LIMIT $2)",
+        )
+        .bind(older_than)
+        .bind(batch)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < batch as u64 {
+            return Ok(total);
+        }
+    }
+}
