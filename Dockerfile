@@ -10,6 +10,8 @@ WORKDIR /src
 COPY rust-toolchain.toml ./
 RUN rustup toolchain install
 COPY . .
+# SQL is checked against the committed `.sqlx/`: no database at build time.
+ENV SQLX_OFFLINE=true
 # BuildKit cache mounts keep the crate registry and the target folder from
 # one build to the next, so a code change recompiles only what changed.
 # The binary is copied out because the target folder is not in the image.

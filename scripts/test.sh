@@ -3,9 +3,13 @@
 # when it is missing), makes sure PostgreSQL and Mosquitto answer on
 # 127.0.0.1:5432 and 127.0.0.1:1883 (starting them when they do not), then
 # installs nats-server when it is missing (the NATS cluster tests), then
-# runs formatting, clippy, the unused-dependency check and every test.
+# checks that `.sqlx/` is current and runs formatting, clippy, the
+# unused-dependency check and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every SQL query is checked when it compiles, against the committed
+# `.sqlx/` (never a live database): scripts/sqlx-prepare.sh refreshes it.
+export SQLX_OFFLINE=true
 
 say() { printf '==> %s\n' "$*"; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -66,6 +70,8 @@ fi
 port_open 5432 || { echo "PostgreSQL still not answering on 127.0.0.1:5432" >&2; exit 1; }
 port_open 1883 || { echo "Mosquitto still not answering on 127.0.0.1:1883" >&2; exit 1; }
 
+say "scripts/sqlx-prepare.sh --check (.sqlx/ matches every query and the migrations)"
+scripts/sqlx-prepare.sh --check
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy -D warnings"

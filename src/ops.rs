@@ -297,11 +297,11 @@ pub async fn outbox(common: &CommonArgs, command: OutboxCommand) -> anyhow::Resu
             tenant,
             json,
         } => {
+            let mut conn = pool.acquire().await?;
             let revived = if all_dead {
-                outbox::revive_all_dead(&pool, tenant.as_ref()).await?
+                outbox::revive_all_dead(&mut conn, tenant.as_ref()).await?
             } else {
                 let id = id.expect("clap requires an id without --all-dead");
-                let mut conn = pool.acquire().await?;
                 outbox::revive_dead(&mut conn, tenant.as_ref(), id).await?;
                 1
             };

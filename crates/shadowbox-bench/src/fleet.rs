@@ -5,22 +5,22 @@
 
 use anyhow::Context as _;
 use serde::Deserialize;
+use shadowbox_core::{OutboxStatus, TenantId};
 use sqlx::PgPool;
 
 use crate::serve::ADMIN_TOKEN;
 
 /// Creates `tenant` with `devices` active devices at desired version 0.
 pub async fn create(pool: &PgPool, tenant: &str, devices: u64) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO tenants (tenant_id) VALUES ($1)")
-        .bind(tenant)
+    sqlx::query!("INSERT INTO tenants (tenant_id) VALUES ($1)", tenant)
         .execute(pool)
         .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO device_state (tenant_id, device_id)
          SELECT $1, 'd' || i FROM generate_series(1, $2::bigint) AS i",
+        tenant,
+        devices as i64
     )
-    .bind(tenant)
-    .bind(devices as i64)
     .execute(pool)
     .await
     .with_context(|| format!("create {devices} devices of {tenant}"))?;
@@ -31,10 +31,7 @@ pub async fn create(pool: &PgPool, tenant: &str, devices: u64) -> anyhow::Result
 /// (nothing is enqueued): devices may then report versions up to it, and
 /// reaching it applies it.
 pub async fn set_desired_version(pool: &PgPool, tenant: &str, version: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE device_state SET desired_version = $2 WHERE tenant_id = $1")
-        .bind(tenant)
-        .bind(version)
-        .execute(pool)
+    shadowbox_testkit::set_desired_version(pool, &TenantId::parse(tenant)?, version)
         .await
         .with_context(|| format!("set the desired version of {tenant}'s devices"))?;
     Ok(())
@@ -48,7 +45,7 @@ pub async fn add_history(
     devices: u64,
     rows: u64,
 ) -> anyhow::Result<()> {
-    insert_rows(pool, tenant, devices, rows, "delivered").await
+    insert_rows(pool, tenant, devices, rows, OutboxStatus::Delivered).await
 }
 
 /// Adds `rows` pending rows, spread round-robin over the first `devices`
@@ -60,7 +57,7 @@ pub async fn add_backlog(
     devices: u64,
     rows: u64,
 ) -> anyhow::Result<()> {
-    insert_rows(pool, tenant, devices, rows, "pending").await
+    insert_rows(pool, tenant, devices, rows, OutboxStatus::Pending).await
 }
 
 async fn insert_rows(
@@ -68,14 +65,14 @@ async fn insert_rows(
     tenant: &str,
     devices: u64,
     rows: u64,
-    status: &str,
+    status: OutboxStatus,
 ) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     // The devices exist: skip the per-row foreign-key triggers.
-    sqlx::query("SET LOCAL session_replication_role = replica")
+    sqlx::query!("SET LOCAL session_replication_role = replica")
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    sqlx::query!(
         r#"INSERT INTO outbox (tenant_id, device_id, kind, topic, payload, version, status, delivered_at)
            SELECT $1, 'd' || x.d, 'desired', 'tenant/' || $1 || '/device/d' || x.d || '/shadow/desired',
                   convert_to('{"desired":{"n":' || x.v || '},"version":' || x.v
@@ -83,50 +80,48 @@ async fn insert_rows(
                   x.v, $4::text, CASE WHEN $4::text = 'delivered' THEN now() END
            FROM generate_series(0, $3::bigint - 1) AS i,
                 LATERAL (SELECT i % $2::bigint + 1 AS d, i / $2::bigint + 1 AS v) AS x"#,
+        tenant,
+        devices as i64,
+        rows as i64,
+        status.as_str()
     )
-    .bind(tenant)
-    .bind(devices as i64)
-    .bind(rows as i64)
-    .bind(status)
     .execute(&mut *tx)
     .await
     .with_context(|| format!("insert {rows} {status} outbox rows"))?;
-    sqlx::query("SELECT pg_notify('shadowbox_outbox', '')")
-        .execute(&mut *tx)
-        .await?;
+    shadowbox_db::outbox::notify_relays(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// `VACUUM ANALYZE`, after a bulk set-up.
 pub async fn vacuum(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::query("VACUUM ANALYZE").execute(pool).await?;
+    sqlx::query!("VACUUM ANALYZE").execute(pool).await?;
     Ok(())
 }
 
 /// `ANALYZE outbox`: fresh planner statistics, as autovacuum keeps them in
 /// a long-running deployment (a benchmark writes faster than it wakes).
 pub async fn analyze_outbox(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::query("ANALYZE outbox").execute(pool).await?;
+    sqlx::query!("ANALYZE outbox").execute(pool).await?;
     Ok(())
 }
 
 /// Pending outbox rows of `tenant`.
 pub async fn pending(pool: &PgPool, tenant: &str) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM outbox WHERE status = 'pending' AND tenant_id = $1",
+    Ok(sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM outbox WHERE status = 'pending' AND tenant_id = $1"#,
+        tenant
     )
-    .bind(tenant)
     .fetch_one(pool)
     .await?)
 }
 
 /// Delivered outbox rows of `tenant`.
 pub async fn delivered(pool: &PgPool, tenant: &str) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM outbox WHERE status = 'delivered' AND tenant_id = $1",
+    Ok(sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM outbox WHERE status = 'delivered' AND tenant_id = $1"#,
+        tenant
     )
-    .bind(tenant)
     .fetch_one(pool)
     .await?)
 }

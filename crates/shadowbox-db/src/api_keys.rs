@@ -28,16 +28,18 @@ pub async fn insert_api_key(
     tenant: &TenantId,
     secret_hash: &[u8],
 ) -> Result<(), DbError> {
-    sqlx::query("INSERT INTO api_keys (id, tenant_id, secret_hash) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(tenant.as_str())
-        .bind(secret_hash)
-        .execute(db)
-        .await
-        .map_err(|e| match e {
-            e if is_fk_violation(&e, "api_keys_tenant_id_fkey") => DbError::TenantNotFound,
-            e => e.into(),
-        })?;
+    sqlx::query!(
+        "INSERT INTO api_keys (id, tenant_id, secret_hash) VALUES ($1, $2, $3)",
+        id,
+        tenant.as_str(),
+        secret_hash
+    )
+    .execute(db)
+    .await
+    .map_err(|e| match e {
+        e if is_fk_violation(&e, "api_keys_tenant_id_fkey") => DbError::TenantNotFound,
+        e => e.into(),
+    })?;
     Ok(())
 }
 
@@ -46,8 +48,11 @@ pub async fn find_api_key(
     db: impl PgExecutor<'_>,
     id: Uuid,
 ) -> sqlx::Result<Option<(TenantId, Vec<u8>)>> {
-    sqlx::query_as("SELECT tenant_id, secret_hash FROM api_keys WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    let key = sqlx::query!(
+        r#"SELECT tenant_id AS "tenant_id: TenantId", secret_hash FROM api_keys WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(key.map(|k| (k.tenant_id, k.secret_hash)))
 }

@@ -47,15 +47,22 @@ pub async fn apply_desired_change(
     limits: &DocumentLimits,
     actor: Actor,
 ) -> Result<DesiredOutcome, DbError> {
-    let current: Option<(DeviceStatus, Json<Document>, i64)> = sqlx::query_as(
-        "SELECT status, desired_state, desired_version FROM device_state
-         WHERE tenant_id = $1 AND device_id = $2 FOR UPDATE",
+    let current = sqlx::query!(
+        r#"SELECT status AS "status: DeviceStatus",
+                  desired_state AS "desired_state: Json<Document>", desired_version
+           FROM device_state
+           WHERE tenant_id = $1 AND device_id = $2 FOR UPDATE"#,
+        tenant.as_str(),
+        device.as_str()
     )
-    .bind(tenant.as_str())
-    .bind(device.as_str())
     .fetch_optional(&mut *conn)
-    .await?;
-    let (status, Json(desired), version) = current.ok_or(DbError::NotFound("device"))?;
+    .await?
+    .ok_or(DbError::NotFound("device"))?;
+    let (status, Json(desired), version) = (
+        current.status,
+        current.desired_state,
+        current.desired_version,
+    );
     if status != DeviceStatus::Active {
         return Err(DbError::Decommissioned);
     }
@@ -88,14 +95,14 @@ pub async fn apply_desired_change(
     }
     limits.check(&next)?;
     let next_version = version + 1;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE device_state SET desired_state = $3, desired_version = $4, updated_at = now()
          WHERE tenant_id = $1 AND device_id = $2",
+        tenant.as_str(),
+        device.as_str(),
+        Json(&next) as _,
+        next_version
     )
-    .bind(tenant.as_str())
-    .bind(device.as_str())
-    .bind(Json(&next))
-    .bind(next_version)
     .execute(&mut *conn)
     .await?;
     let id = enqueue(

@@ -112,23 +112,29 @@ const DEVICE_COLUMNS: &str = "
     ORDER BY id DESC LIMIT 1
   ) o ON true";
 
+/// The start of every device read: the device shape of `tenant`'s
+/// devices, for the caller to add `AND` conditions, order and limit to.
+/// Built with `QueryBuilder` (every value bound), because the list's
+/// filters are dynamic; reading one device is the list's filter on its id,
+/// so the shape is written once.
+fn select_devices(tenant: &TenantId) -> QueryBuilder<Postgres> {
+    let mut query = QueryBuilder::new("SELECT ");
+    query
+        .push(DEVICE_COLUMNS)
+        .push(" WHERE d.tenant_id = ")
+        .push_bind(tenant.as_str());
+    query
+}
+
 /// Reads one device.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "DEVICE_COLUMNS is a constant: nothing from outside reaches this SQL"
-)]
 pub async fn get_device(
     db: impl PgExecutor<'_>,
     tenant: &TenantId,
     device: &DeviceId,
 ) -> sqlx::Result<Option<DeviceRecord>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {DEVICE_COLUMNS} WHERE d.tenant_id = $1 AND d.device_id = $2"
-    )))
-    .bind(tenant.as_str())
-    .bind(device.as_str())
-    .fetch_optional(db)
-    .await
+    let mut query = select_devices(tenant);
+    query.push(" AND d.device_id = ").push_bind(device.as_str());
+    query.build_query_as().fetch_optional(db).await
 }
 
 /// Filters and page position for [`list_devices`].
@@ -173,11 +179,7 @@ pub async fn list_devices(
     filter: &DeviceFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<DeviceRecord>> {
-    let mut query = QueryBuilder::new("SELECT ");
-    query
-        .push(DEVICE_COLUMNS)
-        .push(" WHERE d.tenant_id = ")
-        .push_bind(tenant.as_str());
+    let mut query = select_devices(tenant);
     if let Some(status) = &filter.status {
         query.push(" AND d.status = ").push_bind(*status);
     }
@@ -210,21 +212,23 @@ pub async fn set_tags(
     device: &DeviceId,
     tags: &Tags,
 ) -> Result<DeviceRecord, DbError> {
-    let exists: Option<i32> = sqlx::query_scalar(
+    let exists = sqlx::query_scalar!(
         "SELECT 1 FROM device_state WHERE tenant_id = $1 AND device_id = $2 FOR UPDATE",
+        tenant.as_str(),
+        device.as_str()
     )
-    .bind(tenant.as_str())
-    .bind(device.as_str())
     .fetch_optional(&mut *conn)
     .await?;
     if exists.is_none() {
         return Err(DbError::NotFound("device"));
     }
-    sqlx::query("DELETE FROM device_tags WHERE tenant_id = $1 AND device_id = $2")
-        .bind(tenant.as_str())
-        .bind(device.as_str())
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM device_tags WHERE tenant_id = $1 AND device_id = $2",
+        tenant.as_str(),
+        device.as_str()
+    )
+    .execute(&mut *conn)
+    .await?;
     insert_tags(&mut *conn, tenant, device, tags).await?;
     Ok(get_device(&mut *conn, tenant, device)
         .await?
@@ -243,14 +247,14 @@ async fn insert_tags(
     }
     let (keys, values): (Vec<&str>, Vec<&str>) =
         tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO device_tags (tenant_id, device_id, key, value)
          SELECT $1, $2, key, value FROM unnest($3::text[], $4::text[]) AS t(key, value)",
+        tenant.as_str(),
+        device.as_str(),
+        &keys as &[&str],
+        &values as &[&str]
     )
-    .bind(tenant.as_str())
-    .bind(device.as_str())
-    .bind(&keys)
-    .bind(&values)
     .execute(conn)
     .await?;
     Ok(())
@@ -274,14 +278,14 @@ pub async fn register_device(
         limits.check(doc)?;
     }
     let version = i64::from(desired.is_some());
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO device_state (tenant_id, device_id, desired_state, desired_version)
          VALUES ($1, $2, $3, $4)",
+        tenant.as_str(),
+        device.as_str(),
+        Json(desired.clone().unwrap_or_default()) as _,
+        version
     )
-    .bind(tenant.as_str())
-    .bind(device.as_str())
-    .bind(Json(desired.clone().unwrap_or_default()))
-    .bind(version)
     .execute(&mut *conn)
     .await;
     match inserted {
@@ -324,17 +328,17 @@ pub async fn decommission_device(
     device: &DeviceId,
     actor: Actor,
 ) -> Result<(DeviceRecord, bool), DbError> {
-    let row: Option<(i64,)> = sqlx::query_as(
+    let row = sqlx::query_scalar!(
         "UPDATE device_state
          SET status = 'decommissioned', decommissioned_at = now(), updated_at = now()
          WHERE tenant_id = $1 AND device_id = $2 AND status = 'active'
          RETURNING desired_version",
+        tenant.as_str(),
+        device.as_str()
     )
-    .bind(tenant.as_str())
-    .bind(device.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((version,)) = row {
+    if let Some(version) = row {
         enqueue(&mut *conn, tenant, device, Publish::Clear, version).await?;
         history::record(
             &mut *conn,

@@ -69,7 +69,7 @@ pub async fn claim(
     // ON CONFLICT DO UPDATE locks the existing row even where its WHERE
     // does not hold, so the row cannot expire or change under the SELECT
     // below.
-    let claimed = sqlx::query_scalar::<_, i32>(
+    let claimed = sqlx::query_scalar!(
         "INSERT INTO idempotency_keys (tenant_id, key, fingerprint)
          VALUES ($1, $2, $3)
          ON CONFLICT (tenant_id, key) DO UPDATE
@@ -77,11 +77,11 @@ pub async fn claim(
                status = NULL, headers = NULL, body = NULL
            WHERE idempotency_keys.created_at <= now() - make_interval(secs => $4)
          RETURNING 1",
+        tenant.as_str(),
+        key.as_str(),
+        fingerprint.as_slice(),
+        window_seconds(REPLAY_WINDOW)
     )
-    .bind(tenant.as_str())
-    .bind(key.as_str())
-    .bind(fingerprint.as_slice())
-    .bind(window_seconds(REPLAY_WINDOW))
     .fetch_optional(&mut *conn)
     .await;
     match claimed {
@@ -93,12 +93,14 @@ pub async fn claim(
         Err(e) => return Err(e.into()),
     }
     // A committed row always holds its answer (the migration's comment).
-    let row: StoredRow = sqlx::query_as(
-        "SELECT fingerprint, status, headers, body FROM idempotency_keys
-         WHERE tenant_id = $1 AND key = $2 AND status IS NOT NULL",
+    let row = sqlx::query_as!(
+        StoredRow,
+        r#"SELECT fingerprint, status AS "status!", headers AS "headers!: _", body AS "body!"
+           FROM idempotency_keys
+           WHERE tenant_id = $1 AND key = $2 AND status IS NOT NULL"#,
+        tenant.as_str(),
+        key.as_str()
     )
-    .bind(tenant.as_str())
-    .bind(key.as_str())
     .fetch_one(&mut *conn)
     .await?;
     if row.fingerprint != fingerprint.as_slice() {
@@ -119,15 +121,15 @@ pub async fn record(
     key: &IdempotencyKey,
     answer: &StoredAnswer,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5
          WHERE tenant_id = $1 AND key = $2",
+        tenant.as_str(),
+        key.as_str(),
+        i16::try_from(answer.status).unwrap_or(i16::MAX),
+        Json(&answer.headers) as _,
+        &answer.body
     )
-    .bind(tenant.as_str())
-    .bind(key.as_str())
-    .bind(i16::try_from(answer.status).unwrap_or(i16::MAX))
-    .bind(Json(&answer.headers))
-    .bind(&answer.body)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -139,15 +141,15 @@ pub async fn record(
 pub async fn purge_expired(pool: &PgPool, batch: i64) -> sqlx::Result<u64> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "DELETE FROM idempotency_keys WHERE (tenant_id, key) IN (
                SELECT tenant_id, key FROM idempotency_keys
                WHERE created_at <= now() - make_interval(secs => $1)
                ORDER BY created_at
                LIMIT $2)",
+            window_seconds(REPLAY_WINDOW),
+            batch
         )
-        .bind(window_seconds(REPLAY_WINDOW))
-        .bind(batch)
         .execute(pool)
         .await?
         .rows_affected();

@@ -41,28 +41,57 @@ pub(crate) async fn enqueue(
         ),
         Publish::Clear => (OutboxKind::Clear, Vec::new()),
     };
-    sqlx::query_scalar(
-        "WITH superseded AS (
-           UPDATE outbox SET status = 'superseded'
-           WHERE tenant_id = $1 AND device_id = $2 AND status = 'pending'),
-         ins AS (
-           INSERT INTO outbox (tenant_id, device_id, kind, topic, payload, version)
-           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
-         SELECT ins.id FROM ins, LATERAL (SELECT pg_notify($7, '')) AS n",
+    // The notification rides in the statement (a write's hot path saves
+    // the round trip [`notify_relays`] would cost); same channel.
+    sqlx::query_scalar!(
+        r#"WITH superseded AS (
+             UPDATE outbox SET status = 'superseded'
+             WHERE tenant_id = $1 AND device_id = $2 AND status = 'pending'),
+           ins AS (
+             INSERT INTO outbox (tenant_id, device_id, kind, topic, payload, version)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
+           SELECT ins.id AS "id!" FROM ins, LATERAL (SELECT pg_notify($7, '')) AS n"#,
+        tenant.as_str(),
+        device.as_str(),
+        kind.as_str(),
+        shadow_topic(tenant, device, ShadowTopicKind::Desired),
+        payload,
+        version,
+        OUTBOX_CHANNEL
     )
-    .bind(tenant.as_str())
-    .bind(device.as_str())
-    .bind(kind)
-    .bind(shadow_topic(tenant, device, ShadowTopicKind::Desired))
-    .bind(payload)
-    .bind(version)
-    .bind(OUTBOX_CHANNEL)
     .fetch_one(conn)
     .await
 }
 
+/// Wakes the relays (`NOTIFY` on [`OUTBOX_CHANNEL`], delivered when the
+/// caller's transaction commits): the one way to announce rows made
+/// pending outside [`enqueue`] (revived rows, a benchmark's backlog).
+pub async fn notify_relays(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query!("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// `sqlx::query_as!` for [`OutboxRow`]s: the statement is `$head`, the
+/// row's columns (decoded into its types), then `$tail`.
+macro_rules! outbox_rows {
+    ($head:tt, $tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            OutboxRow,
+            $head
+                + r#" id, tenant_id AS "tenant_id: TenantId", device_id AS "device_id: DeviceId",
+                      kind AS "kind: OutboxKind", topic, payload, version,
+                      status AS "status: OutboxStatus", attempts, next_attempt_at, last_error,
+                      created_at, delivered_at "#
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// One outbox row, as operators see it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct OutboxRow {
     /// Increasing id.
     pub id: i64,
@@ -114,8 +143,9 @@ pub async fn list_rows(
     filter: &OutboxFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<OutboxRow>> {
-    sqlx::query_as(
-        "SELECT * FROM outbox
+    outbox_rows!(
+        "SELECT",
+        "FROM outbox
          WHERE ($1::text IS NULL OR tenant_id = $1)
            AND ($2::text IS NULL OR device_id = $2)
            AND ($3::text IS NULL OR status = $3)
@@ -123,13 +153,13 @@ pub async fn list_rows(
            AND ($5::bigint IS NULL OR id < $5)
          ORDER BY id DESC
          LIMIT $6",
+        filter.tenant.as_ref().map(TenantId::as_str),
+        filter.device.as_deref(),
+        filter.status.map(OutboxStatus::as_str),
+        filter.since,
+        filter.before_id,
+        limit
     )
-    .bind(filter.tenant.as_ref())
-    .bind(filter.device.as_deref())
-    .bind(filter.status)
-    .bind(filter.since)
-    .bind(filter.before_id)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
@@ -141,27 +171,15 @@ pub async fn revive_dead(
     tenant: Option<&TenantId>,
     id: i64,
 ) -> Result<OutboxRow, DbError> {
-    let revived: Option<OutboxRow> = sqlx::query_as(
-        "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now()
-         WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2) AND status = 'dead'
-         RETURNING *",
-    )
-    .bind(id)
-    .bind(tenant.map(TenantId::as_str))
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(row) = revived {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(&mut *conn)
-            .await?;
+    if let Some(row) = revive(conn, tenant, Some(id)).await?.pop() {
         return Ok(row);
     }
-    let status: Option<OutboxStatus> = sqlx::query_scalar(
-        "SELECT status FROM outbox WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)",
+    let status = sqlx::query_scalar!(
+        r#"SELECT status AS "status: OutboxStatus" FROM outbox
+           WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)"#,
+        id,
+        tenant.map(TenantId::as_str)
     )
-    .bind(id)
-    .bind(tenant.map(TenantId::as_str))
     .fetch_optional(&mut *conn)
     .await?;
     Err(status.map_or(DbError::NotFound("outbox row"), DbError::NotDead))
@@ -169,21 +187,55 @@ pub async fn revive_dead(
 
 /// Revives every dead row (of one tenant, or all). Returns how many.
 pub async fn revive_all_dead(
-    db: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     tenant: Option<&TenantId>,
 ) -> sqlx::Result<u64> {
-    let revived: i64 = sqlx::query_scalar(
-        "WITH revived AS (
-           UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now()
-           WHERE status = 'dead' AND ($1::text IS NULL OR tenant_id = $1)
-           RETURNING 1)
-         SELECT count(*) FROM revived, LATERAL (SELECT pg_notify($2, '')) AS n",
+    Ok(revive(conn, tenant, None).await?.len() as u64)
+}
+
+/// Reviving, the one statement: dead rows (of `tenant`, or all; the row
+/// `id`, or all) become pending, due now, attempts reset, and the relays
+/// are woken when any did.
+async fn revive(
+    conn: &mut PgConnection,
+    tenant: Option<&TenantId>,
+    id: Option<i64>,
+) -> sqlx::Result<Vec<OutboxRow>> {
+    let revived = outbox_rows!(
+        "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now()
+         WHERE status = 'dead' AND ($1::bigint IS NULL OR id = $1)
+           AND ($2::text IS NULL OR tenant_id = $2)
+         RETURNING",
+        "",
+        id,
+        tenant.map(TenantId::as_str)
     )
-    .bind(tenant.map(TenantId::as_str))
-    .bind(OUTBOX_CHANNEL)
-    .fetch_one(db)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(revived as u64)
+    if !revived.is_empty() {
+        notify_relays(&mut *conn).await?;
+    }
+    Ok(revived)
+}
+
+/// The resync selection, the one statement: the devices whose current
+/// state resync re-enqueues (decommissioned, or with a desired version),
+/// from `device_state s` `$join`ed as the caller says, then `$tail`
+/// (further `AND` conditions, order, locks).
+macro_rules! current_states {
+    ($join:tt, $tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            CurrentState,
+            r#"SELECT s.tenant_id AS "tenant_id: TenantId", s.device_id AS "device_id: DeviceId",
+                      s.status AS "status: DeviceStatus",
+                      s.desired_state AS "desired_state: Json<Document>", s.desired_version
+               FROM device_state s "#
+                + $join
+                + " WHERE (s.status = 'decommissioned' OR s.desired_version > 0) "
+                + $tail
+            $(, $arg)*
+        )
+    };
 }
 
 /// Re-enqueues every device's current state (of one tenant, or all), for
@@ -200,20 +252,18 @@ pub async fn resync(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<u6
     let mut total = 0;
     loop {
         let mut tx = pool.begin().await?;
-        let page: Vec<CurrentState> = sqlx::query_as(
-            "SELECT tenant_id, device_id, status, desired_state, desired_version
-             FROM device_state
-             WHERE (status = 'decommissioned' OR desired_version > 0)
-               AND ($1::text IS NULL OR tenant_id = $1)
-               AND (tenant_id, device_id) > ($2, $3)
-             ORDER BY tenant_id, device_id
+        let page = current_states!(
+            "",
+            "AND ($1::text IS NULL OR s.tenant_id = $1)
+             AND (s.tenant_id, s.device_id) > ($2, $3)
+             ORDER BY s.tenant_id, s.device_id
              LIMIT $4
              FOR UPDATE",
+            tenant.map(TenantId::as_str),
+            &after.0,
+            &after.1,
+            PAGE
         )
-        .bind(tenant.map(TenantId::as_str))
-        .bind(&after.0)
-        .bind(&after.1)
-        .bind(PAGE)
         .fetch_all(&mut *tx)
         .await?;
         let Some(last) = page.last() else {
@@ -238,16 +288,13 @@ pub async fn resync_devices(pool: &PgPool, devices: &[(TenantId, DeviceId)]) -> 
         .map(|(t, d)| (t.as_str(), d.as_str()))
         .unzip();
     let mut tx = pool.begin().await?;
-    let current: Vec<CurrentState> = sqlx::query_as(
-        "SELECT s.tenant_id, s.device_id, s.status, s.desired_state, s.desired_version
-         FROM device_state s
-         JOIN unnest($1::text[], $2::text[]) AS d(tenant_id, device_id) USING (tenant_id, device_id)
-         WHERE s.status = 'decommissioned' OR s.desired_version > 0
-         ORDER BY s.tenant_id, s.device_id
+    let current = current_states!(
+        "JOIN unnest($1::text[], $2::text[]) AS d(tenant_id, device_id) USING (tenant_id, device_id)",
+        "ORDER BY s.tenant_id, s.device_id
          FOR UPDATE OF s",
+        &tenants as &[&str],
+        &device_ids as &[&str]
     )
-    .bind(&tenants)
-    .bind(&device_ids)
     .fetch_all(&mut *tx)
     .await?;
     let enqueued = enqueue_current(&mut tx, &current).await?;
@@ -256,7 +303,6 @@ pub async fn resync_devices(pool: &PgPool, devices: &[(TenantId, DeviceId)]) -> 
 }
 
 /// A device's state as resync re-enqueues it.
-#[derive(sqlx::FromRow)]
 struct CurrentState {
     tenant_id: TenantId,
     device_id: DeviceId,
@@ -297,7 +343,7 @@ pub async fn purge_finished(
 ) -> sqlx::Result<u64> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "DELETE FROM outbox WHERE id IN (
                SELECT o.id FROM outbox o
                WHERE o.status IN ('delivered', 'superseded') AND o.created_at < $1
@@ -306,9 +352,9 @@ pub async fn purge_finished(
                                AND n.id > o.id)
                ORDER BY o.created_at
                LIMIT $2)",
+            older_than,
+            batch
         )
-        .bind(older_than)
-        .bind(batch)
         .execute(pool)
         .await?
         .rows_affected();
@@ -320,7 +366,7 @@ pub async fn purge_finished(
 }
 
 /// One row of the `outbox_status` view.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StatusRow {
     /// The tenant.
     pub tenant_id: TenantId,
@@ -336,7 +382,13 @@ pub struct StatusRow {
 
 /// The `outbox_status` view, by tenant and status.
 pub async fn status(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<StatusRow>> {
-    sqlx::query_as("SELECT * FROM outbox_status ORDER BY tenant_id, status")
-        .fetch_all(db)
-        .await
+    sqlx::query_as!(
+        StatusRow,
+        r#"SELECT tenant_id AS "tenant_id!: TenantId", status AS "status!: OutboxStatus",
+                  count AS "count!", oldest_created_at AS "oldest_created_at!",
+                  oldest_age_seconds AS "oldest_age_seconds!"
+           FROM outbox_status ORDER BY tenant_id, status"#
+    )
+    .fetch_all(db)
+    .await
 }

@@ -27,7 +27,7 @@ use sqlx::PgConnection;
 const LOCK_NAMESPACE: i32 = 0x5342; // "SB"
 
 /// A device whose publishes this transaction owns.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockedDevice {
     /// The tenant.
     pub tenant_id: TenantId,
@@ -45,8 +45,9 @@ pub async fn lock_devices(
 ) -> sqlx::Result<Vec<LockedDevice>> {
     // Each CTE is materialized and the lock filter sits under the LIMIT, so
     // locks are tried in order and only until `limit` are held.
-    sqlx::query_as(
-        "WITH due AS MATERIALIZED (
+    sqlx::query_as!(
+        LockedDevice,
+        r#"WITH due AS MATERIALIZED (
            SELECT tenant_id, device_id, id FROM outbox
            WHERE status = 'pending' AND next_attempt_at <= now()
            ORDER BY next_attempt_at, id
@@ -55,19 +56,20 @@ pub async fn lock_devices(
            SELECT tenant_id, device_id, min(id) AS first_id FROM due
            GROUP BY tenant_id, device_id
            ORDER BY first_id)
-         SELECT tenant_id, device_id FROM candidates
+         SELECT tenant_id AS "tenant_id!: TenantId", device_id AS "device_id!: DeviceId"
+         FROM candidates
          WHERE pg_try_advisory_xact_lock($3, hashtext(tenant_id || '/' || device_id))
-         LIMIT $1",
+         LIMIT $1"#,
+        limit,
+        window,
+        LOCK_NAMESPACE
     )
-    .bind(limit)
-    .bind(window)
-    .bind(LOCK_NAMESPACE)
     .fetch_all(conn)
     .await
 }
 
 /// A row a relay is to publish.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ClaimedRow {
     /// The outbox id.
     pub id: i64,
@@ -104,8 +106,8 @@ pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> s
         .iter()
         .map(|d| (d.tenant_id.as_str(), d.device_id.as_str()))
         .unzip();
-    let newest: Vec<NewestRow> = sqlx::query_as(
-        "WITH locked AS (
+    let newest = sqlx::query!(
+        r#"WITH locked AS (
            SELECT * FROM unnest($1::text[], $2::text[]) AS l(tenant_id, device_id)),
          newest AS MATERIALIZED (
            SELECT o.* FROM locked l CROSS JOIN LATERAL (
@@ -125,13 +127,15 @@ pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> s
                  AND p.status = 'pending' AND p.id < n.id
                OFFSET 0) p)
            RETURNING o.id)
-         SELECT n.id, n.tenant_id, n.device_id, n.topic, n.payload, n.version, n.created_at,
-                n.status = 'pending' AND n.next_attempt_at <= now() AS publish,
-                (SELECT count(*) FROM superseded) AS superseded
-         FROM newest n",
+         SELECT n.id AS "id!", n.tenant_id AS "tenant_id!: TenantId",
+                n.device_id AS "device_id!: DeviceId", n.topic AS "topic!",
+                n.payload AS "payload!", n.version AS "version!", n.created_at AS "created_at!",
+                n.status = 'pending' AND n.next_attempt_at <= now() AS "publish!",
+                (SELECT count(*) FROM superseded) AS "superseded!"
+         FROM newest n"#,
+        &tenants as &[&str],
+        &device_ids as &[&str]
     )
-    .bind(&tenants)
-    .bind(&device_ids)
     .fetch_all(conn)
     .await?;
     // Every locked device has a row, so the count is there whenever a
@@ -140,17 +144,17 @@ pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> s
     let rows = newest
         .into_iter()
         .filter(|n| n.publish)
-        .map(|n| n.row)
+        .map(|n| ClaimedRow {
+            id: n.id,
+            tenant_id: n.tenant_id,
+            device_id: n.device_id,
+            topic: n.topic,
+            payload: n.payload,
+            version: n.version,
+            created_at: n.created_at,
+        })
         .collect();
     Ok(Claim { rows, superseded })
-}
-
-#[derive(sqlx::FromRow)]
-struct NewestRow {
-    #[sqlx(flatten)]
-    row: ClaimedRow,
-    publish: bool,
-    superseded: i64,
 }
 
 /// Marks rows delivered, each with the time its PUBACK arrived (also a
@@ -160,14 +164,14 @@ pub async fn mark_delivered(
     acked: &[(i64, DateTime<Utc>)],
 ) -> sqlx::Result<()> {
     let (ids, times): (Vec<i64>, Vec<DateTime<Utc>>) = acked.iter().copied().unzip();
-    sqlx::query(
+    sqlx::query!(
         "UPDATE outbox o
          SET status = 'delivered', delivered_at = a.acked_at, attempts = o.attempts + 1
          FROM unnest($1::bigint[], $2::timestamptz[]) AS a(id, acked_at)
          WHERE o.id = a.id",
+        &ids,
+        &times
     )
-    .bind(&ids)
-    .bind(&times)
     .execute(conn)
     .await?;
     Ok(())
@@ -183,12 +187,12 @@ pub async fn mark_interrupted(
     ids: &[i64],
     error: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE outbox SET attempts = attempts + 1, last_error = $2
          WHERE id = ANY($1) AND status = 'pending'",
+        ids,
+        error
     )
-    .bind(ids)
-    .bind(error)
     .execute(conn)
     .await?;
     Ok(())
@@ -206,8 +210,8 @@ pub async fn mark_failed(
     error: &str,
     policy: &RefusalBackoff,
 ) -> sqlx::Result<u64> {
-    sqlx::query_scalar(
-        "WITH failed AS (
+    sqlx::query_scalar!(
+        r#"WITH failed AS (
            UPDATE outbox SET
              attempts = attempts + 1,
              last_error = $2,
@@ -216,13 +220,13 @@ pub async fn mark_failed(
                least($4, $3 * power(2, least(attempts, 30))) * (0.5 + random() / 2))
            WHERE id = ANY($1) AND status = 'pending'
            RETURNING status)
-         SELECT count(*) FILTER (WHERE status = 'dead') FROM failed",
+         SELECT count(*) FILTER (WHERE status = 'dead') AS "dead!" FROM failed"#,
+        ids,
+        error,
+        policy.base_delay.as_secs_f64(),
+        policy.max_delay.as_secs_f64(),
+        policy.max_attempts
     )
-    .bind(ids)
-    .bind(error)
-    .bind(policy.base_delay.as_secs_f64())
-    .bind(policy.max_delay.as_secs_f64())
-    .bind(policy.max_attempts)
     .fetch_one(conn)
     .await
     .map(|dead: i64| dead as u64)
@@ -230,10 +234,12 @@ pub async fn mark_failed(
 
 /// Pending rows and the age of the oldest, in seconds: the relay's backlog.
 pub async fn backlog(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<(i64, f64)> {
-    sqlx::query_as(
-        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
-         FROM outbox WHERE status = 'pending'",
+    let backlog = sqlx::query!(
+        r#"SELECT count(*) AS "pending!",
+                  coalesce(extract(epoch FROM now() - min(created_at))::float8, 0) AS "oldest_seconds!"
+           FROM outbox WHERE status = 'pending'"#
     )
     .fetch_one(db)
-    .await
+    .await?;
+    Ok((backlog.pending, backlog.oldest_seconds))
 }

@@ -140,8 +140,8 @@ pub async fn apply_reported(
     db: impl PgExecutor<'_>,
     updates: &[ReportedUpdate],
 ) -> sqlx::Result<Vec<ReportedWrite>> {
-    let tenants: Vec<&TenantId> = updates.iter().map(|u| &u.tenant_id).collect();
-    let devices: Vec<&DeviceId> = updates.iter().map(|u| &u.device_id).collect();
+    let tenants: Vec<&str> = updates.iter().map(|u| u.tenant_id.as_str()).collect();
+    let devices: Vec<&str> = updates.iter().map(|u| u.device_id.as_str()).collect();
     let reported = || updates.iter().map(|u| u.reported.as_ref());
     let documents: Vec<Option<Json<&Document>>> =
         reported().map(|r| r.map(|r| Json(&r.document))).collect();
@@ -158,8 +158,8 @@ pub async fn apply_reported(
     let rejected_at: Vec<Option<DateTime<Utc>>> =
         rejections().map(|r| r.map(|r| r.received_at)).collect();
     let seen_at: Vec<DateTime<Utc>> = updates.iter().map(|u| u.seen_at).collect();
-    let rows: Vec<(String, Option<String>, Option<f64>)> = sqlx::query_as(
-        "WITH input AS (
+    let rows = sqlx::query!(
+        r#"WITH input AS (
            SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::timestamptz[],
                                 $6::bigint[], $7::text[], $8::timestamptz[], $9::timestamptz[])
              WITH ORDINALITY AS i(tenant_id, device_id, reported, version, reported_at,
@@ -205,29 +205,30 @@ pub async fn apply_reported(
              AND j.status = 'active')
          SELECT CASE WHEN j.tenant_id IS NULL THEN 'unknown'
                      WHEN j.status <> 'active' THEN 'decommissioned'
-                     ELSE j.outcome END,
+                     ELSE j.outcome END AS "outcome!",
                 CASE WHEN i.rejected_version IS NULL THEN NULL
                      WHEN j.status = 'active' THEN j.rejection
-                     ELSE 'ignored' END,
+                     ELSE 'ignored' END AS rejection,
                 CASE WHEN j.newly_applied AND j.status = 'active'
                      THEN greatest(0, extract(epoch FROM j.reported_at - j.desired_committed_at))::float8
-                END
+                END AS "commit_to_applied_seconds: f64"
          FROM input i LEFT JOIN judged j USING (tenant_id, device_id)
-         ORDER BY i.ord",
+         ORDER BY i.ord"#,
+        &tenants as &[&str],
+        &devices as &[&str],
+        &documents as _,
+        &versions as &[Option<i64>],
+        &reported_at as &[Option<DateTime<Utc>>],
+        &rejected_versions as &[Option<i64>],
+        &rejected_reasons as &[Option<&str>],
+        &rejected_at as &[Option<DateTime<Utc>>],
+        &seen_at
     )
-    .bind(&tenants)
-    .bind(&devices)
-    .bind(&documents)
-    .bind(&versions)
-    .bind(&reported_at)
-    .bind(&rejected_versions)
-    .bind(&rejected_reasons)
-    .bind(&rejected_at)
-    .bind(&seen_at)
     .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()
+        .map(|row| (row.outcome, row.rejection, row.commit_to_applied_seconds))
         .map(|(outcome, rejection, seconds)| ReportedWrite {
             outcome: match outcome.as_str() {
                 "applied" => ReportedOutcome::Applied,

@@ -97,10 +97,7 @@ impl Fleet {
     /// published): devices may then report versions up to it without being
     /// refused as `ahead`.
     pub async fn desired_at(&self, version: i64) -> &Self {
-        sqlx::query("UPDATE device_state SET desired_version = $2 WHERE tenant_id = $1")
-            .bind(self.tenant.as_str())
-            .bind(version)
-            .execute(&self.pool)
+        set_desired_version(&self.pool, &self.tenant, version)
             .await
             .unwrap();
         self
@@ -131,11 +128,12 @@ impl Fleet {
 
     /// `(status, count)` of every outbox row.
     pub async fn statuses(&self) -> HashMap<String, i64> {
-        sqlx::query_as("SELECT status, count(*) FROM outbox GROUP BY status")
+        sqlx::query!(r#"SELECT status, count(*) AS "count!" FROM outbox GROUP BY status"#)
             .fetch_all(&self.pool)
             .await
             .unwrap()
             .into_iter()
+            .map(|row| (row.status, row.count))
             .collect()
     }
 
@@ -149,11 +147,31 @@ impl Fleet {
 
     /// The desired version stored for each device.
     pub async fn versions(&self) -> HashMap<String, i64> {
-        sqlx::query_as("SELECT device_id, desired_version FROM device_state")
+        sqlx::query!("SELECT device_id, desired_version FROM device_state")
             .fetch_all(&self.pool)
             .await
             .unwrap()
             .into_iter()
+            .map(|row| (row.device_id, row.desired_version))
             .collect()
     }
+}
+
+/// Sets the desired version of every device of `tenant` to `version`
+/// directly, as if that many changes had been written (nothing is enqueued
+/// or published): devices may then report versions up to it without being
+/// refused as `ahead`. For tests and the benchmark.
+pub async fn set_desired_version(
+    pool: &PgPool,
+    tenant: &TenantId,
+    version: i64,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE device_state SET desired_version = $2 WHERE tenant_id = $1",
+        tenant.as_str(),
+        version
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }

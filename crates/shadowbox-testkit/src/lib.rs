@@ -45,7 +45,7 @@ mod wait;
 
 pub use child::{ChildProcess, run_bounded};
 pub use db::TestDb;
-pub use fleet::Fleet;
+pub use fleet::{Fleet, set_desired_version};
 pub use logs::init_logs;
 pub use metrics::metric_value;
 pub use mosquitto::{Mosquitto, MosquittoConfig, MosquittoTls};

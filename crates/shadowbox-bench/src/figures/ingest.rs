@@ -100,11 +100,12 @@ pub async fn ingest(
     loop {
         // Each device's messages arrive in order, so its last version
         // committed means all of them were.
-        let done: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM device_state WHERE tenant_id = $1 AND reported_version = $2",
+        let done = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM device_state
+               WHERE tenant_id = $1 AND reported_version = $2"#,
+            tenant,
+            last_version
         )
-        .bind(tenant)
-        .bind(last_version)
         .fetch_one(pool)
         .await?;
         if done as u64 == devices {
