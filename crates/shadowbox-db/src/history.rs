@@ -50,23 +50,23 @@ pub async fn record(conn: &mut PgConnection, changes: &[NewChange<'_>]) -> sqlx:
     let kinds: Vec<&str> = changes.iter().map(|c| c.change.as_str()).collect();
     let bodies: Vec<Option<Json<&Document>>> = changes.iter().map(|c| c.body.map(Json)).collect();
     let actors: Vec<String> = changes.iter().map(|c| c.actor.to_string()).collect();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO desired_history (tenant_id, device_id, version, change, body, actor)
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], $6::text[])",
+        &tenants as &[&str],
+        &devices as &[&str],
+        &versions,
+        &kinds as &[&str],
+        &bodies as _,
+        &actors
     )
-    .bind(&tenants)
-    .bind(&devices)
-    .bind(&versions)
-    .bind(&kinds)
-    .bind(&bodies)
-    .bind(&actors)
     .execute(conn)
     .await?;
     Ok(())
 }
 
 /// One desired change as the history shows it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct HistoryRow {
     /// Increasing id (the page cursor).
     pub id: i64,
@@ -99,18 +99,19 @@ pub async fn list(
     before_id: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<HistoryRow>> {
-    sqlx::query_as(
-        "SELECT id, version, change, body, actor, committed_at, delivered_at, applied_at,
-                rejection_reason, rejected_at
-         FROM desired_history
-         WHERE tenant_id = $1 AND device_id = $2 AND ($3::bigint IS NULL OR id < $3)
-         ORDER BY id DESC
-         LIMIT $4",
+    sqlx::query_as!(
+        HistoryRow,
+        r#"SELECT id, version, change AS "change: Change", body AS "body: Json<Value>", actor,
+                  committed_at, delivered_at, applied_at, rejection_reason, rejected_at
+           FROM desired_history
+           WHERE tenant_id = $1 AND device_id = $2 AND ($3::bigint IS NULL OR id < $3)
+           ORDER BY id DESC
+           LIMIT $4"#,
+        tenant.as_str(),
+        device.as_str(),
+        before_id,
+        limit
     )
-    .bind(tenant.as_str())
-    .bind(device.as_str())
-    .bind(before_id)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
@@ -120,13 +121,13 @@ pub async fn list(
 pub async fn purge(pool: &PgPool, older_than: DateTime<Utc>, batch: i64) -> sqlx::Result<u64> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "DELETE FROM desired_history WHERE id IN (
                SELECT id FROM desired_history WHERE committed_at < $1
                ORDER BY committed_at LIMIT $2)",
+            older_than,
+            batch
         )
-        .bind(older_than)
-        .bind(batch)
         .execute(pool)
         .await?
         .rows_affected();
