@@ -99,7 +99,9 @@ fn env_default(compose: &Value, service: &str, name: &str) -> String {
     with_defaults(text(value, &format!("{service}.environment.{name}")))
 }
 
-/// The broker login a service gets from its `MQTT_URL` default.
+/// The broker login a service gets: the user of its `MQTT_URL`, the
+/// password from the compose secret its `SHADOWBOX_MQTT_PASSWORD_FILE`
+/// names (never in the URL).
 fn mqtt_login(compose: &Value, service: &str) -> Login {
     let url = env_default(compose, service, "MQTT_URL");
     let address: BrokerAddress = url.parse().expect("MQTT_URL parses");
@@ -109,12 +111,31 @@ fn mqtt_login(compose: &Value, service: &str) -> Login {
         "{service} uses the services listener"
     );
     let user = address.user.expect("MQTT_URL names a user");
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('@'))
-        .and_then(|(login, _)| login.split_once(':'))
-        .map(|(_, password)| password.to_owned())
-        .expect("MQTT_URL carries a password");
+    assert!(
+        !url.contains(&format!("{user}:")),
+        "{service}: no password in MQTT_URL"
+    );
+    let file = env_default(compose, service, "SHADOWBOX_MQTT_PASSWORD_FILE");
+    let secret = file
+        .strip_prefix("/run/secrets/")
+        .unwrap_or_else(|| panic!("{service}: the password file is a compose secret: {file}"));
+    assert!(
+        strings(
+            &compose["services"][service]["secrets"],
+            &format!("{service}.secrets")
+        )
+        .iter()
+        .any(|s| s == secret),
+        "{service} mounts the secret {secret}"
+    );
+    let source = text(
+        &compose["secrets"][secret]["file"],
+        &format!("secrets.{secret}.file"),
+    );
+    let password = std::fs::read_to_string(repo_file(source))
+        .unwrap_or_else(|e| panic!("read {source}: {e}"))
+        .trim_end_matches(['\n', '\r'])
+        .to_owned();
     Login {
         user,
         password,
@@ -169,7 +190,9 @@ fn compose_wires_every_service() {
             "{service}"
         );
         if service != "migrate" {
-            assert_eq!(mqtt_login(&compose, service).user, service);
+            let login = mqtt_login(&compose, service);
+            assert_eq!(login.user, service);
+            assert!(login.password.starts_with("change-me-"), "{service}");
             assert_eq!(
                 text(&depends["mosquitto"]["condition"], "condition"),
                 "service_healthy"
