@@ -13,6 +13,10 @@
 //!   gives no shared subscriptions, takes the reports through one plain
 //!   subscription, also across the loss of its node.
 //!
+//! - two Mosquittos that are not one cluster: after the relay moved to
+//!   the second, `shadowbox outbox resync` gives it what only the first
+//!   one retained.
+//!
 //! The NATS tests skip, saying so, when `nats-server` is not installed
 //! (`scripts/test.sh` installs it).
 
@@ -152,6 +156,79 @@ async fn a_wrong_password_is_refused_clearly_and_retried_until_the_broker_takes_
 }
 
 under_both_protocols!(a_wrong_password_is_refused_clearly_and_retried_until_the_broker_takes_it);
+
+#[tokio::test]
+async fn after_a_failover_to_a_broker_without_the_retained_state_outbox_resync_repairs_it() {
+    let db = TestDb::new().await;
+    let mut first = Mosquitto::start();
+    let second = Mosquitto::start();
+    let fleet = Fleet::register(&db, 3).await;
+    for i in 0..3 {
+        fleet.patch(i, json!({"a": 1})).await;
+    }
+    let relay = ChildProcess::spawn(
+        "shadowbox relay",
+        Command::new(env!("CARGO_BIN_EXE_shadowbox"))
+            .arg("relay")
+            .env("DATABASE_URL", &db.url)
+            .env("MQTT_URL", format!("{},{}", first.url(), second.url()))
+            .env("SHADOWBOX_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn,shadowbox_relay=info"),
+    );
+    fleet
+        .wait_until_nothing_pending(Duration::from_secs(30))
+        .await;
+    assert_eq!(retained(&first.url(), ALL_DESIRED).await.len(), 3);
+
+    // The first broker dies; the second, a broker of its own (not a node
+    // of the same cluster), takes over and gets only what is new.
+    first.kill();
+    fleet.patch(2, json!({"a": 2})).await;
+    eventually(
+        Duration::from_secs(30),
+        "the second broker has the new version",
+        || async {
+            retained(&second.url(), ALL_DESIRED)
+                .await
+                .get(&fleet.topic(2))
+                .map(|p| version_of(p))
+                == Some(2)
+        },
+    )
+    .await;
+    assert_eq!(
+        connections_logged(&relay, "connected to the broker"),
+        [first.url(), second.url()]
+    );
+    assert_eq!(
+        retained(&second.url(), ALL_DESIRED).await.len(),
+        1,
+        "the second broker lacks what the first one retained"
+    );
+
+    let resync = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_shadowbox"))
+            .args(["outbox", "resync", "--json"])
+            .env("DATABASE_URL", &db.url),
+        Duration::from_secs(30),
+    );
+    assert!(resync.status.success(), "{resync:?}");
+    let answer: Value = serde_json::from_slice(&resync.stdout).expect("JSON");
+    assert_eq!(answer["enqueued"], 3, "{answer}");
+    eventually(
+        Duration::from_secs(30),
+        "resync repaired the second broker",
+        || async {
+            let retained = retained(&second.url(), ALL_DESIRED).await;
+            (0..3).all(|i| {
+                retained.get(&fleet.topic(i)).map(|p| version_of(p))
+                    == Some(if i == 2 { 2 } else { 1 })
+            })
+        },
+    )
+    .await;
+    assert!(!fleet.statuses().await.contains_key("dead"));
+}
 
 /// Skips a NATS test, saying why, unless `nats-server` is installed.
 async fn nats_cluster() -> Option<NatsCluster> {
