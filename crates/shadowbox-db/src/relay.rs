@@ -232,14 +232,28 @@ pub async fn mark_failed(
     .map(|dead: i64| dead as u64)
 }
 
-/// Pending rows and the age of the oldest, in seconds: the relay's backlog.
-pub async fn backlog(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<(i64, f64)> {
-    let backlog = sqlx::query!(
+/// The outbox's backlog, as every relay reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Pending rows.
+    pub pending: i64,
+    /// Age of the oldest pending row, in seconds (0 when none).
+    pub oldest_pending_age_seconds: f64,
+    /// Dead rows.
+    pub dead: i64,
+}
+
+/// Pending rows, the age of the oldest, and dead rows: each counted from
+/// its partial index (`outbox_pending_due`, `outbox_dead`).
+pub async fn backlog(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<Backlog> {
+    sqlx::query_as!(
+        Backlog,
         r#"SELECT count(*) AS "pending!",
-                  coalesce(extract(epoch FROM now() - min(created_at))::float8, 0) AS "oldest_seconds!"
+                  coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
+                    AS "oldest_pending_age_seconds!",
+                  (SELECT count(*) FROM outbox WHERE status = 'dead') AS "dead!"
            FROM outbox WHERE status = 'pending'"#
     )
     .fetch_one(db)
-    .await?;
-    Ok((backlog.pending, backlog.oldest_seconds))
+    .await
 }

@@ -79,6 +79,11 @@ pub async fn run(
         settings.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(metrics::watch_connection(
+        publisher.connection(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(metrics::watch_backlog(
         pool.clone(),
         metrics.clone(),

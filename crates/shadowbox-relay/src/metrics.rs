@@ -10,7 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use shadowbox_core::convergence::CONVERGENCE_BUCKETS_SECONDS;
 use sqlx::PgPool;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// A failure label.
@@ -35,9 +37,14 @@ pub struct RelayMetrics {
     pub pending: Gauge,
     /// Age of the oldest pending row, in seconds.
     pub oldest_pending_age: Gauge<f64, AtomicU64>,
+    /// Dead rows.
+    pub dead_rows: Gauge,
+    /// 1 while connected to the broker.
+    pub connected: Gauge,
     /// Seconds from handing a publish to the connection to its PUBACK.
     pub publish_to_puback: Histogram,
-    /// Seconds from the row's creation (its transaction's start) to its PUBACK.
+    /// Seconds from the row's creation (its transaction's start) to its
+    /// PUBACK, in the convergence buckets (10 ms to 1 h).
     pub commit_to_puback: Histogram,
 }
 
@@ -51,8 +58,10 @@ impl RelayMetrics {
             dead: Counter::default(),
             pending: Gauge::default(),
             oldest_pending_age: Gauge::default(),
+            dead_rows: Gauge::default(),
+            connected: Gauge::default(),
             publish_to_puback: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
-            commit_to_puback: Histogram::new(exponential_buckets(0.0005, 2.0, 20)),
+            commit_to_puback: Histogram::new(CONVERGENCE_BUCKETS_SECONDS),
         };
         let r = registry.sub_registry_with_prefix("shadowbox_relay");
         r.register(
@@ -82,6 +91,16 @@ impl RelayMetrics {
             metrics.oldest_pending_age.clone(),
         );
         r.register(
+            "dead_rows",
+            "Dead outbox rows (of the whole database: every replica reports the same)",
+            metrics.dead_rows.clone(),
+        );
+        r.register(
+            "connected",
+            "1 while this relay is connected to the MQTT broker",
+            metrics.connected.clone(),
+        );
+        r.register(
             "publish_to_puback_seconds",
             "Time from publish to PUBACK",
             metrics.publish_to_puback.clone(),
@@ -104,6 +123,24 @@ impl RelayMetrics {
     }
 }
 
+/// Keeps the `connected` gauge equal to the broker connection's state
+/// (`connection`, the publisher's) until `shutdown`.
+pub async fn watch_connection(
+    mut connection: watch::Receiver<bool>,
+    metrics: Arc<RelayMetrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        metrics
+            .connected
+            .set(i64::from(*connection.borrow_and_update()));
+        tokio::select! {
+            changed = connection.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// How often the backlog gauges are refreshed.
 const BACKLOG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -116,9 +153,12 @@ pub async fn watch_backlog(pool: PgPool, metrics: Arc<RelayMetrics>, shutdown: C
             () = shutdown.cancelled() => return,
         }
         match shadowbox_db::relay::backlog(&pool).await {
-            Ok((pending, age)) => {
-                metrics.pending.set(pending);
-                metrics.oldest_pending_age.set(age);
+            Ok(backlog) => {
+                metrics.pending.set(backlog.pending);
+                metrics
+                    .oldest_pending_age
+                    .set(backlog.oldest_pending_age_seconds);
+                metrics.dead_rows.set(backlog.dead);
             }
             Err(e) => tracing::debug!(error = %e, "could not read the outbox backlog"),
         }

@@ -117,6 +117,11 @@ impl Publisher {
         }
     }
 
+    /// The connection's state: `true` while connected to a broker.
+    pub fn connection(&self) -> watch::Receiver<bool> {
+        self.connected.clone()
+    }
+
     /// Publishes `payload` retained at QoS 1 to `topic`; the returned
     /// receiver resolves once the broker answered or the publish failed.
     pub async fn publish(
