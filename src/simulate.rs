@@ -1,12 +1,13 @@
 //! `shadowbox simulate`: simulated devices that apply the desired state
-//! they receive and report it back, to watch and load-test the whole loop.
+//! they receive (or refuse it) and report it back, to watch and load-test
+//! the whole loop.
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use clap::Args;
 use shadowbox_core::TenantId;
-use shadowbox_sim::{Connections, SimSettings, device_ids};
+use shadowbox_sim::{Connections, RejectRule, RejectWhen, SimSettings, device_ids};
 
 use crate::CommonArgs;
 use shadowbox_core::duration::{format as default_duration, parse as duration};
@@ -36,6 +37,15 @@ pub struct SimulateArgs {
     /// Fraction (0-1) of desired messages ignored, as if lost.
     #[arg(long, default_value_t = shadowbox_sim::DEFAULT_DROP_RATE)]
     pub drop_rate: f64,
+    /// Fraction (0-1) of desired versions each device refuses, reported as
+    /// a rejection (the same versions every run).
+    #[arg(long, default_value_t = RejectRule::default().rate)]
+    pub reject_rate: f64,
+    /// Refuse every desired document whose top-level `key` holds `value`
+    /// (read as JSON when it is, else as a string), e.g. `firmware=2.4.1`;
+    /// repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub reject_when: Vec<RejectWhen>,
     /// Time a device takes to apply a desired document (e.g. 200ms).
     #[arg(
         long,
@@ -68,6 +78,10 @@ impl SimulateArgs {
         settings.online_fraction = self.online_fraction;
         settings.drop_rate = self.drop_rate;
         settings.apply_delay = self.delay;
+        settings.reject = RejectRule {
+            rate: self.reject_rate,
+            when: self.reject_when,
+        };
         settings.disconnect_every = self.disconnect_every;
         settings.report_every = self.report_every;
         Ok(settings)
@@ -87,6 +101,30 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
+
+    #[test]
+    fn reject_flags_make_the_reject_rule() {
+        let cli = crate::Cli::try_parse_from([
+            "shadowbox",
+            "simulate",
+            "--tenant",
+            "acme",
+            "--reject-rate",
+            "0.25",
+            "--reject-when",
+            "firmware=2.4.1",
+            "--reject-when",
+            "rate=5",
+        ])
+        .unwrap();
+        let crate::Command::Simulate(args) = cli.command else {
+            unreachable!("parsed `simulate`")
+        };
+        let settings = args.settings(&cli.common).unwrap();
+        assert_eq!(settings.reject.rate, 0.25);
+        let when: Vec<String> = settings.reject.when.iter().map(|w| w.to_string()).collect();
+        assert_eq!(when, ["firmware=\"2.4.1\"", "rate=5"]);
+    }
 
     /// The flags' defaults are the simulator's own defaults, not copies.
     #[test]
@@ -108,6 +146,7 @@ mod tests {
                 settings.online_fraction,
                 settings.drop_rate,
                 settings.apply_delay,
+                settings.reject.clone(),
                 settings.disconnect_every,
                 settings.report_every,
             ),
@@ -116,6 +155,7 @@ mod tests {
                 defaults.online_fraction,
                 defaults.drop_rate,
                 defaults.apply_delay,
+                defaults.reject.clone(),
                 defaults.disconnect_every,
                 defaults.report_every,
             )

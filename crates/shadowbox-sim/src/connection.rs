@@ -95,13 +95,18 @@ pub(crate) fn groups(settings: &SimSettings) -> Vec<Group> {
 const ONLINE_SEED: u64 = 0x6f6e_6c69_6e65;
 
 /// A deterministic number in [0, 1) for (`seed`, `n`) (SplitMix64), so a
-/// run's online devices and dropped messages are reproducible.
-fn unit(seed: u64, n: u64) -> f64 {
+/// run's online devices, dropped messages and rejections are reproducible.
+pub(crate) fn unit(seed: u64, n: u64) -> f64 {
     let mut z = seed.wrapping_add(n.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^= z >> 31;
     (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A seed for [`unit`] that stands for `name`.
+fn seed_of(name: &str) -> u64 {
+    name.bytes().fold(0, |h, b| h.rotate_left(5) ^ u64::from(b))
 }
 
 /// A device of the group and where it reports.
@@ -135,9 +140,10 @@ pub(crate) async fn run(
         .devices
         .iter()
         .map(|device| {
+            let reported_topic = shadow_topic(tenant, device, ShadowTopicKind::Reported);
             let slot = Slot {
-                reported_topic: shadow_topic(tenant, device, ShadowTopicKind::Reported),
-                device: Device::default(),
+                device: Device::new(seed_of(&reported_topic)),
+                reported_topic,
             };
             (shadow_topic(tenant, device, ShadowTopicKind::Desired), slot)
         })
@@ -146,10 +152,7 @@ pub(crate) async fn run(
         filters: slots.keys().cloned().collect(),
         slots: Mutex::new(slots),
         received: AtomicU64::new(0),
-        drop_seed: group
-            .client_id
-            .bytes()
-            .fold(0, |h, b| h.rotate_left(5) ^ u64::from(b)),
+        drop_seed: seed_of(&group.client_id),
         settings,
         counters,
     });
@@ -297,16 +300,19 @@ async fn handle(
             let Some(slot) = slots.get_mut(&message.topic) else {
                 continue;
             };
-            match slot.device.on_desired(message.payload()) {
-                Reaction::Report(payload) => (slot.reported_topic.clone(), payload),
+            match slot.device.on_desired(message.payload(), &settings.reject) {
+                Reaction::Report(payload) => (Count::Applied, slot.reported_topic.clone(), payload),
+                Reaction::Reject(payload) => {
+                    (Count::Rejected, slot.reported_topic.clone(), payload)
+                }
                 Reaction::Ignored(event) => {
                     counters.count(event);
                     continue;
                 }
             }
         };
-        counters.count(Count::Applied);
-        let (topic, payload) = report;
+        let (event, topic, payload) = report;
+        counters.count(event);
         if client.publish(&topic, payload, false).await.is_err() {
             return;
         }

@@ -10,6 +10,8 @@
 //!   reconnecting with the reconnect backoff (`shadowbox_core::backoff`);
 //! - `device`: one device's rules (ignore older versions, forget on clear)
 //!   and its reported payload;
+//! - [`reject`]: when a device refuses a version (`--reject-rate`,
+//!   `--reject-when`), reported as a rejection;
 //! - [`stats`]: shared counters ([`SimStats`]), logged periodically.
 //!
 //! It depends on `shadowbox-core` and `shadowbox-mqtt` only: the simulator
@@ -17,6 +19,7 @@
 
 mod connection;
 mod device;
+pub mod reject;
 pub mod settings;
 pub mod stats;
 
@@ -25,6 +28,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use reject::{RejectRule, RejectWhen};
 pub use settings::{
     Connections, DEFAULT_APPLY_DELAY, DEFAULT_CONNECTIONS, DEFAULT_DROP_RATE,
     DEFAULT_ONLINE_FRACTION, DEFAULT_REPORT_EVERY, SimSettings, device_ids,

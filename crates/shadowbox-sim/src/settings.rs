@@ -8,6 +8,8 @@ use std::time::Duration;
 use shadowbox_core::{DeviceId, IdError, TenantId};
 use shadowbox_mqtt::MqttConfig;
 
+use crate::reject::RejectRule;
+
 /// Connections the devices share unless told otherwise.
 pub const DEFAULT_CONNECTIONS: NonZeroUsize = NonZeroUsize::MIN;
 
@@ -55,6 +57,8 @@ pub struct SimSettings {
     pub drop_rate: f64,
     /// How long a device takes to apply a desired document.
     pub apply_delay: Duration,
+    /// Which desired versions the devices refuse (none by default).
+    pub reject: RejectRule,
     /// Drop every connection and reconnect this often, if set.
     pub disconnect_every: Option<Duration>,
     /// How often the counters are logged.
@@ -74,6 +78,7 @@ impl SimSettings {
             online_fraction: DEFAULT_ONLINE_FRACTION,
             drop_rate: DEFAULT_DROP_RATE,
             apply_delay: DEFAULT_APPLY_DELAY,
+            reject: RejectRule::default(),
             disconnect_every: None,
             report_every: DEFAULT_REPORT_EVERY,
         }
@@ -84,6 +89,7 @@ impl SimSettings {
         for (name, fraction) in [
             ("online fraction", self.online_fraction),
             ("drop rate", self.drop_rate),
+            ("reject rate", self.reject.rate),
         ] {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&fraction),

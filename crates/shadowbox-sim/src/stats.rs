@@ -14,6 +14,9 @@ pub struct SimStats {
     pub dropped: u64,
     /// Desired documents applied.
     pub applied: u64,
+    /// Desired versions refused (see [`crate::RejectRule`]), and reported
+    /// as refused.
+    pub rejected: u64,
     /// Desired messages ignored because their version is lower than one
     /// already applied.
     pub stale: u64,
@@ -31,11 +34,12 @@ impl fmt::Display for SimStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "online={} received={} dropped={} applied={} stale={} cleared={} invalid={} reported={} disconnects={}",
+            "online={} received={} dropped={} applied={} rejected={} stale={} cleared={} invalid={} reported={} disconnects={}",
             self.online,
             self.received,
             self.dropped,
             self.applied,
+            self.rejected,
             self.stale,
             self.cleared,
             self.invalid,
@@ -51,6 +55,7 @@ pub(crate) enum Event {
     Received,
     Dropped,
     Applied,
+    Rejected,
     Stale,
     Cleared,
     Invalid,
@@ -65,6 +70,7 @@ pub(crate) struct Counters {
     received: AtomicU64,
     dropped: AtomicU64,
     applied: AtomicU64,
+    rejected: AtomicU64,
     stale: AtomicU64,
     cleared: AtomicU64,
     invalid: AtomicU64,
@@ -82,6 +88,7 @@ impl Counters {
             Event::Received => &self.received,
             Event::Dropped => &self.dropped,
             Event::Applied => &self.applied,
+            Event::Rejected => &self.rejected,
             Event::Stale => &self.stale,
             Event::Cleared => &self.cleared,
             Event::Invalid => &self.invalid,
@@ -98,6 +105,7 @@ impl Counters {
             received: get(&self.received),
             dropped: get(&self.dropped),
             applied: get(&self.applied),
+            rejected: get(&self.rejected),
             stale: get(&self.stale),
             cleared: get(&self.cleared),
             invalid: get(&self.invalid),
