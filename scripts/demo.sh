@@ -81,8 +81,9 @@ curl -fsS -X PATCH -H "$K" -H 'Content-Type: application/merge-patch+json' -H 'I
 step "the retained desired message, as a device connecting now receives it"
 mosquitto_sub -h 127.0.0.1 -p "${MQTT_URL##*:}" -t "tenant/$TENANT/device/sim-00000/shadow/desired" -C 1 -W 10 -v
 
-step "simulated devices apply it and report back"
-"$BIN" simulate --tenant "$TENANT" --devices 3 --report-every 1s >"$LOGS/simulate.log" 2>&1 &
+step "simulated devices apply it and report back (they refuse mode=turbo)"
+"$BIN" simulate --tenant "$TENANT" --devices 3 --report-every 1s \
+  --reject-when mode=turbo >"$LOGS/simulate.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
   synced=$(curl -fsS -H "$K" "$B/v1/tenants/$TENANT/devices?in_sync=true" | jq '.items | length')
@@ -93,6 +94,20 @@ curl -fsS -H "$K" "$B/v1/tenants/$TENANT/devices/sim-00000" |
   jq -c '{desired_version, reported, reported_version, delta, in_sync, delivery: .delivery.status}'
 [ "$synced" = 3 ] || { echo "devices did not get in sync" >&2; exit 1; }
 echo "all 3 devices in sync"
+
+step "sim-00001 refuses version 2 (mode=turbo): the device says why"
+curl -fsS -X PATCH -H "$K" -H 'Content-Type: application/merge-patch+json' \
+  -d '{"mode":"turbo"}' "$B/v1/tenants/$TENANT/devices/sim-00001/desired" | jq -c '{desired_version}'
+for _ in $(seq 100); do
+  rejected=$(curl -fsS -H "$K" "$B/v1/tenants/$TENANT/devices/sim-00001" | jq -r '.rejection.version // empty')
+  [ "$rejected" = 2 ] && break
+  sleep 0.2
+done
+curl -fsS -H "$K" "$B/v1/tenants/$TENANT/devices/sim-00001" |
+  jq -c '{desired_version, reported_version, in_sync, applied_at, rejection}'
+[ "$rejected" = 2 ] || { echo "the rejection did not show" >&2; exit 1; }
+echo "sim-00001 rejected version 2"
+"$BIN" devices lagging --tenant "$TENANT" --older-than 0ms
 
 step "decommission sim-00002: its retained message is cleared"
 curl -fsS -X POST -H "$K" "$B/v1/tenants/$TENANT/devices/sim-00002/decommission" | jq -c '{status}'

@@ -54,4 +54,5 @@ async fn the_demo_gets_in_sync_beside_a_stopped_serves_session() {
         String::from_utf8_lossy(&demo.stdout).into_owned() + &String::from_utf8_lossy(&demo.stderr);
     assert!(demo.status.success(), "the demo failed:\n{output}");
     assert!(output.contains("all 3 devices in sync"), "{output}");
+    assert!(output.contains("sim-00001 rejected version 2"), "{output}");
 }
