@@ -29,6 +29,10 @@ need psql "apt-get install postgresql-client"
 need curl "apt-get install curl"
 need jq "apt-get install jq"
 need pgbench "apt-get install postgresql-contrib (scripts/bench.sh --quick)"
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || {
+  echo "missing: python3 with venv (apt-get install python3-venv; scripts/api-fuzz.sh installs schemathesis into one)" >&2
+  exit 1
+}
 
 # The NATS cluster tests (tests/brokers.rs) run Debian's nats-server on
 # private ports (never the machine's own NATS); they skip, saying so,
@@ -91,6 +95,8 @@ trap 'rm -f "$test_log"' EXIT
 cargo test --workspace "$@" 2>&1 | tee "$test_log"
 say "scripts/demo.sh (the whole loop, with the test build)"
 SHADOWBOX_BIN=target/debug/shadowbox scripts/demo.sh
+say "scripts/api-fuzz.sh (schemathesis against /openapi.json and the real binary, about 2 minutes)"
+SHADOWBOX_BIN=target/debug/shadowbox scripts/api-fuzz.sh
 say "scripts/bench.sh --quick (every figure at small sizes, so the suite cannot rot; no timing is asserted)"
 scripts/bench.sh --quick
 

@@ -27,16 +27,10 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shadowbox_core::TenantId;
-use shadowbox_core::idempotency::{
-    HEADER, IdempotencyKey, KEY_PATTERN, MAX_KEY_LEN, REPLAYED_HEADER, fingerprint,
-};
+use shadowbox_core::idempotency::{HEADER, IdempotencyKey, REPLAYED_HEADER, fingerprint};
 use shadowbox_db::idempotency::{Claim, StoredAnswer, claim, record};
 use sqlx::PgConnection;
 use sqlx::postgres::PgTransaction;
-use utoipa::IntoParams;
-use utoipa::openapi::Required;
-use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use crate::problem::ApiError;
 
@@ -182,32 +176,4 @@ fn replay(answer: StoredAnswer) -> Response {
     }
     headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     response
-}
-
-/// The `Idempotency-Key` header parameter of a write route's OpenAPI
-/// description, its form taken from `shadowbox_core::idempotency`.
-pub(crate) struct IdempotencyKeyHeader;
-
-impl IntoParams for IdempotencyKeyHeader {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        let schema = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(MAX_KEY_LEN))
-            .pattern(Some(KEY_PATTERN));
-        vec![
-            ParameterBuilder::new()
-                .name(HEADER)
-                .parameter_in(ParameterIn::Header)
-                .required(Required::False)
-                .description(Some(
-                    "1-255 visible ASCII characters, per tenant: a repeat with the same key, \
-                     method, path and body within 24 hours answers the first answer again \
-                     (with `Idempotent-Replayed: true`) and writes nothing; the same key with \
-                     another request answers 422",
-                ))
-                .schema(Some(schema))
-                .build(),
-        ]
-    }
 }

@@ -19,12 +19,14 @@
 //! `routes::operations` serves `/healthz`, `/readyz` (`readiness`: a
 //! database ping, and a real MQTT connection through
 //! `shadowbox_mqtt::probe`) and `/metrics`; `/openapi.json` is generated
-//! from the handlers' annotations (`openapi`).
+//! from the handlers' annotations (`openapi`), every constraint the server
+//! enforces stated from the rule's own constant (`constraints`).
 //!
 //! Depends on `shadowbox-core`, `shadowbox-db`, `shadowbox-mqtt` and
 //! `shadowbox-telemetry`; writes no SQL.
 
 mod auth;
+mod constraints;
 mod idempotency;
 mod if_match;
 pub mod metrics;
@@ -60,11 +62,11 @@ use tracing::Level;
 
 /// The whole HTTP application for `state`.
 pub fn router(state: AppState) -> Router {
-    let (routes, openapi) = routes::api_router().split_for_parts();
-    let openapi: Arc<str> = openapi
-        .to_json()
-        .expect("the OpenAPI document serializes")
-        .into();
+    let (routes, mut openapi) = routes::api_router().split_for_parts();
+    constraints::state_body_limits(&mut openapi, &state.settings);
+    let mut openapi = serde_json::to_value(&openapi).expect("the OpenAPI document serializes");
+    constraints::add_document_value(&mut openapi);
+    let openapi: Arc<str> = openapi.to_string().into();
     let serve_openapi = move || {
         let body = openapi.clone();
         async move {

@@ -1,15 +1,16 @@
 //! Cursor pagination. A list answers `{"items": [...], "next_cursor": ...}`;
-//! `next_cursor` is `null` on the last page, otherwise an opaque string to
-//! pass back as `cursor` (with the same filters) for the next page. A
-//! cursor encodes the position after the page's last item (a device id, an
-//! outbox id), so pages neither skip nor repeat items when rows are added.
-//! A cursor whose position is not one its list could have given out (say,
-//! a device id with a NUL byte) is refused with 400 before any query.
+//! `next_cursor` is `null` on the last page, otherwise a string to pass
+//! back as `cursor` (with the same filters) for the next page. A cursor
+//! names its list and the position after the page's last item (`d:<device
+//! id>`, `o:<outbox id>`), so pages neither skip nor repeat items when rows
+//! are added. Every cursor of its list's form ([`CursorKind::pattern`], the
+//! form the OpenAPI document states) is a position the list could give
+//! out; anything else (another list's cursor, a device id with a NUL byte)
+//! is refused with 400 before any query.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use shadowbox_core::DeviceId;
+use shadowbox_core::id::{ID_PATTERN, MAX_ID_LEN};
 use utoipa::ToSchema;
 
 use crate::problem::ApiError;
@@ -18,6 +19,9 @@ use crate::problem::ApiError;
 pub const DEFAULT_LIMIT: i64 = 100;
 /// Largest accepted `limit`.
 pub const MAX_LIMIT: i64 = 1000;
+/// Most digits of an outbox row id in a cursor: every such number fits
+/// an `i64`.
+const MAX_ROW_ID_DIGITS: usize = 18;
 
 /// One page of a list.
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,8 +58,35 @@ impl CursorKind {
     fn holds(self, position: &str) -> bool {
         match self {
             Self::Devices => DeviceId::parse(position).is_ok(),
-            Self::Outbox | Self::History => position.parse::<i64>().is_ok(),
+            Self::Outbox | Self::History => {
+                (1..=MAX_ROW_ID_DIGITS).contains(&position.len())
+                    && position.bytes().all(|b| b.is_ascii_digit())
+            }
         }
+    }
+
+    /// This list's cursors as a regular expression, for the OpenAPI
+    /// document; a test keeps it equal to what [`PageRequest::new`] takes.
+    pub fn pattern(self) -> String {
+        let position = match self {
+            Self::Devices => ID_PATTERN
+                .strip_prefix('^')
+                .and_then(|p| p.strip_suffix('$'))
+                .expect("ID_PATTERN is anchored")
+                .to_owned(),
+            Self::Outbox | Self::History => format!("[0-9]{{1,{MAX_ROW_ID_DIGITS}}}"),
+        };
+        format!("^{}:{position}$", self.tag())
+    }
+
+    /// This list's longest cursor.
+    pub fn max_len(self) -> usize {
+        self.tag().len()
+            + 1
+            + match self {
+                Self::Devices => MAX_ID_LEN,
+                Self::Outbox | Self::History => MAX_ROW_ID_DIGITS,
+            }
     }
 }
 
@@ -121,16 +152,15 @@ impl PageRequest {
 }
 
 fn encode(position: &str, kind: CursorKind) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{position}", kind.tag()))
+    format!("{}:{position}", kind.tag())
 }
 
 fn decode(cursor: &str, kind: CursorKind) -> Result<String, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|s| Some(s.strip_prefix(kind.tag())?.strip_prefix(':')?.to_owned()))
+    cursor
+        .strip_prefix(kind.tag())
+        .and_then(|c| c.strip_prefix(':'))
         .filter(|position| kind.holds(position))
+        .map(str::to_owned)
         .ok_or_else(invalid_cursor)
 }
 
@@ -148,21 +178,57 @@ mod tests {
         assert_eq!(decode(&cursor, CursorKind::Devices).unwrap(), "pump-7");
         assert!(decode(&cursor, CursorKind::Outbox).is_err());
         assert!(decode("!!", CursorKind::Devices).is_err());
+        assert_eq!(cursor, "d:pump-7");
     }
 
     #[test]
     fn positions_a_list_never_gives_out_are_refused() {
-        // "d:\0", "d:", "o:x": a NUL byte, an empty id, not a row id.
         for (cursor, kind) in [
+            ("d:\0", CursorKind::Devices),
+            ("d:", CursorKind::Devices),
+            ("d:a/b", CursorKind::Devices),
+            ("o:x", CursorKind::Outbox),
+            ("o:-1", CursorKind::Outbox),
+            ("o:9999999999999999999", CursorKind::Outbox),
             ("ZDoA", CursorKind::Devices),
-            (&encode("", CursorKind::Devices), CursorKind::Devices),
-            (&encode("a/b", CursorKind::Devices), CursorKind::Devices),
-            (&encode("x", CursorKind::Outbox), CursorKind::Outbox),
         ] {
             assert!(decode(cursor, kind).is_err(), "{cursor}");
         }
         let outbox = encode("42", CursorKind::Outbox);
         assert_eq!(decode(&outbox, CursorKind::Outbox).unwrap(), "42");
+    }
+
+    /// Each list's [`CursorKind::pattern`] and [`CursorKind::max_len`]
+    /// match exactly the cursors it takes, over strings of the characters
+    /// that matter.
+    #[test]
+    fn the_patterns_state_the_cursors() {
+        use proptest::prelude::*;
+        use proptest::test_runner::TestRunner;
+        let chars =
+            proptest::sample::select(vec!['d', 'o', ':', '0', '9', 'a', '-', '/', '\0', ' ']);
+        let cursors = proptest::collection::vec(chars, 0..24)
+            .prop_map(|chars| chars.into_iter().collect::<String>());
+        for kind in [CursorKind::Devices, CursorKind::Outbox, CursorKind::History] {
+            let pattern = regex::Regex::new(&kind.pattern()).unwrap();
+            TestRunner::default()
+                .run(&cursors, |cursor| {
+                    prop_assert_eq!(
+                        pattern.is_match(&cursor),
+                        decode(&cursor, kind).is_ok(),
+                        "{:?}",
+                        cursor
+                    );
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let longest = encode(&"z".repeat(MAX_ID_LEN), CursorKind::Devices);
+        assert_eq!(longest.len(), CursorKind::Devices.max_len());
+        assert!(decode(&longest, CursorKind::Devices).is_ok());
+        let longest = encode(&"9".repeat(MAX_ROW_ID_DIGITS), CursorKind::Outbox);
+        assert_eq!(longest.len(), CursorKind::Outbox.max_len());
+        assert!(decode(&longest, CursorKind::Outbox).is_ok());
     }
 
     #[test]

@@ -10,6 +10,16 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 /// Longest accepted identifier, in characters.
 pub const MAX_ID_LEN: usize = 128;
+/// The alphabet as a regular expression, for the OpenAPI document (with
+/// a length of 1 to [`MAX_ID_LEN`]); a test keeps it equal to the rule
+/// [`TenantId::parse`] enforces. `$` is outside the alphabet, so no
+/// identifier starts with it.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_.:-]+$";
+
+/// Whether `c` is in the identifier alphabet.
+fn in_alphabet(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
+}
 
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,10 +39,7 @@ fn validate(s: &str) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty);
     }
-    if let Some(bad) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
-    {
+    if let Some(bad) = s.chars().find(|c| !in_alphabet(*c)) {
         return Err(IdError::BadChar(bad));
     }
     // Only ASCII is left, so bytes are characters.
@@ -139,6 +146,22 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_pattern_states_the_alphabet() {
+        let pattern = regex::Regex::new(ID_PATTERN).unwrap();
+        for c in (0..=0x7f_u8).map(char::from) {
+            let one = c.to_string();
+            assert_eq!(pattern.is_match(&one), in_alphabet(c), "{c:?}");
+            assert_eq!(
+                pattern.is_match(&one),
+                DeviceId::parse(one).is_ok(),
+                "{c:?}"
+            );
+        }
+        assert!(!pattern.is_match(""));
+        assert!(pattern.is_match("AZaz09_-.:"));
     }
 
     #[test]

@@ -112,6 +112,20 @@ mod tests {
     }
 
     #[test]
+    fn the_pattern_states_the_form() {
+        let pattern = regex::Regex::new(KEY_PATTERN).unwrap();
+        for byte in 0..=0x7f_u8 {
+            let one = char::from(byte).to_string();
+            assert_eq!(
+                pattern.is_match(&one),
+                IdempotencyKey::parse(one.as_bytes()).is_ok(),
+                "{byte:#x}"
+            );
+        }
+        assert!(!pattern.is_match(""));
+    }
+
+    #[test]
     fn fingerprints() {
         let base = fingerprint("POST", "/a", b"{}");
         assert_eq!(base, fingerprint("POST", "/a", b"{}"));

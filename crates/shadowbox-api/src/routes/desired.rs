@@ -12,7 +12,8 @@ use shadowbox_core::{DeviceId, Document};
 use shadowbox_db::desired::{DesiredChange, apply_desired_change};
 
 use crate::auth::TenantScope;
-use crate::idempotency::{Claimed, IdempotencyKeyHeader, Idempotent, KeyedRequest};
+use crate::constraints::{DesiredDocument, IdempotencyKeyHeader, Identifier, IfMatchHeader};
+use crate::idempotency::{Claimed, Idempotent, KeyedRequest};
 use crate::if_match::expected_version;
 use crate::problem::{ApiError, ClientProblem, Problem};
 use crate::routes::DevicePath;
@@ -26,12 +27,12 @@ use crate::views::{DeviceResponse, DeviceView};
     tag = "desired",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "the tenant"),
-        ("device_id" = String, Path, description = "the device"),
-        ("If-Match" = Option<String>, Header, description = "`\"<desired_version>\"`: write only if current (412 otherwise)"),
+        ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
+        ("device_id" = inline(Identifier), Path, description = "the device"),
+        IfMatchHeader,
         IdempotencyKeyHeader,
     ),
-    request_body(content = Object, content_type = "application/merge-patch+json", description = "RFC 7396 merge patch; `application/json` is accepted too"),
+    request_body(content = DesiredDocument, content_type = "application/merge-patch+json", description = "RFC 7396 merge patch; `application/json` is accepted too"),
     responses(
         (status = 200, description = "the device after the write (unchanged on a no-op); a replay carries `Idempotent-Replayed: true`", body = DeviceView),
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
@@ -70,12 +71,12 @@ pub(super) async fn patch(
     tag = "desired",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "the tenant"),
-        ("device_id" = String, Path, description = "the device"),
-        ("If-Match" = Option<String>, Header, description = "`\"<desired_version>\"`: write only if current (412 otherwise)"),
+        ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
+        ("device_id" = inline(Identifier), Path, description = "the device"),
+        IfMatchHeader,
         IdempotencyKeyHeader,
     ),
-    request_body(content = Object, content_type = "application/json", description = "the new desired document"),
+    request_body(content = DesiredDocument, content_type = "application/json", description = "the new desired document"),
     responses(
         (status = 200, description = "the device after the write (unchanged on a no-op); a replay carries `Idempotent-Replayed: true`", body = DeviceView),
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
@@ -132,8 +133,10 @@ async fn write(
             ACCEPTED.join(" or ")
         )));
     }
-    let expected = expected_version(headers)?;
+    // The body before the precondition: a request that would fail
+    // without `If-Match` fails the same with it (RFC 9110, 13.2.1).
     let document = into_document(body)?;
+    let expected = expected_version(headers)?;
     let mut tx = state.pool.begin().await?;
     let pending = match key.claim(&mut tx, tenant).await? {
         Claimed::Replay(answer) => return Ok(answer),

@@ -19,7 +19,8 @@ use shadowbox_db::tenants::tenant_exists;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::TenantScope;
-use crate::idempotency::{Claimed, IdempotencyKeyHeader, Idempotent};
+use crate::constraints::{IdempotencyKeyHeader, Identifier};
+use crate::idempotency::{Claimed, Idempotent};
 use crate::pagination::{CursorKind, Page, PageRequest};
 use crate::problem::{ApiError, ClientProblem, Problem};
 use crate::routes::DevicePath;
@@ -31,10 +32,11 @@ use crate::views::{DeviceResponse, DeviceView, OutboxEntry};
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterDevice {
     /// The new device's id (1-128 of A-Z a-z 0-9 _ - . :).
+    #[schema(schema_with = crate::constraints::identifier)]
     device_id: String,
     /// Its first desired document: makes it version 1 and enqueues its
     /// publish. Without it the device starts at version 0 with `{}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::constraints::DesiredDocument>)]
     desired: Option<Value>,
     /// Its tags: keys 1-63 of a-z 0-9 _ . - /, string values of 0-256
     /// characters, at most 32.
@@ -48,7 +50,7 @@ pub(crate) struct RegisterDevice {
     path = "/v1/tenants/{tenant_id}/devices",
     tag = "devices",
     security(("bearer" = [])),
-    params(("tenant_id" = String, Path, description = "the tenant"), IdempotencyKeyHeader),
+    params(("tenant_id" = inline(Identifier), Path, description = "the tenant"), IdempotencyKeyHeader),
     request_body = RegisterDevice,
     responses(
         (status = 201, description = "registered; `ETag` is the desired version; a replay carries `Idempotent-Replayed: true`", body = DeviceView),
@@ -120,8 +122,10 @@ pub(crate) struct ListDevices {
     )]
     older_than: Option<String>,
     /// Page size, 1-1000 (default 100).
+    #[param(schema_with = crate::constraints::limit)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = crate::constraints::device_cursor)]
     cursor: Option<String>,
 }
 
@@ -132,7 +136,7 @@ pub(crate) struct ListDevices {
     tag = "devices",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "the tenant"),
+        ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
         ListDevices,
         ("tag" = Option<Vec<String>>, Query, style = Form, explode,
          description = "`key:value`: only devices having this tag; repeatable, all must match"),
@@ -191,8 +195,8 @@ fn tag_filters(query: &str) -> Result<Tags, ApiError> {
     tag = "devices",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "the tenant"),
-        ("device_id" = String, Path, description = "the device"),
+        ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
+        ("device_id" = inline(Identifier), Path, description = "the device"),
     ),
     responses(
         (status = 200, description = "the device; `ETag` is the desired version", body = DeviceView),
@@ -250,8 +254,8 @@ pub(super) async fn put_tags(
     tag = "devices",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "the tenant"),
-        ("device_id" = String, Path, description = "the device"),
+        ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
+        ("device_id" = inline(Identifier), Path, description = "the device"),
     ),
     responses(
         (status = 200, description = "decommissioned (now or before)", body = DeviceView),
@@ -277,8 +281,10 @@ pub(super) async fn decommission(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListDeliveries {
     /// Page size, 1-1000 (default 100).
+    #[param(schema_with = crate::constraints::limit)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = crate::constraints::outbox_cursor)]
     cursor: Option<String>,
 }
 
@@ -289,8 +295,8 @@ pub(crate) struct ListDeliveries {
     tag = "devices",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "the tenant"),
-        ("device_id" = String, Path, description = "the device"),
+        ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
+        ("device_id" = inline(Identifier), Path, description = "the device"),
         ListDeliveries,
     ),
     responses(

@@ -9,6 +9,7 @@ use shadowbox_db::history;
 use utoipa::IntoParams;
 
 use crate::auth::TenantScope;
+use crate::constraints::Identifier;
 use crate::pagination::{CursorKind, Page, PageRequest};
 use crate::problem::{ApiError, ClientProblem};
 use crate::routes::DevicePath;
@@ -20,8 +21,10 @@ use crate::views::HistoryEntry;
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListHistory {
     /// Page size, 1-1000 (default 100).
+    #[param(schema_with = crate::constraints::limit)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = crate::constraints::history_cursor)]
     cursor: Option<String>,
 }
 
@@ -32,8 +35,8 @@ pub(crate) struct ListHistory {
     tag = "devices",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "the tenant"),
-        ("device_id" = String, Path, description = "the device"),
+        ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
+        ("device_id" = inline(Identifier), Path, description = "the device"),
         ListHistory,
     ),
     responses(

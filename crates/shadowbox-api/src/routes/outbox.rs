@@ -9,6 +9,7 @@ use shadowbox_db::tenants::tenant_exists;
 use utoipa::IntoParams;
 
 use crate::auth::TenantScope;
+use crate::constraints::Identifier;
 use crate::pagination::{CursorKind, Page, PageRequest};
 use crate::problem::{ApiError, ClientProblem, Problem};
 use crate::state::AppState;
@@ -22,8 +23,10 @@ pub(crate) struct ListOutbox {
     #[param(inline)]
     status: Option<OutboxStatus>,
     /// Page size, 1-1000 (default 100).
+    #[param(schema_with = crate::constraints::limit)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = crate::constraints::outbox_cursor)]
     cursor: Option<String>,
 }
 
@@ -33,7 +36,7 @@ pub(crate) struct ListOutbox {
     path = "/v1/tenants/{tenant_id}/outbox",
     tag = "outbox",
     security(("bearer" = [])),
-    params(("tenant_id" = String, Path, description = "the tenant"), ListOutbox),
+    params(("tenant_id" = inline(Identifier), Path, description = "the tenant"), ListOutbox),
     responses(
         (status = 200, description = "one page, newest first", body = Page<OutboxEntry>),
         ClientProblem,
@@ -74,7 +77,7 @@ pub(super) struct OutboxRowPath {
     tag = "outbox",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "the tenant"),
+        ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
         ("id" = i64, Path, description = "the outbox row"),
     ),
     responses(

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use crate::auth::AdminScope;
+use crate::constraints::Identifier;
 use crate::problem::{ApiError, ClientProblem, Problem};
 use crate::state::AppState;
 use crate::views::{ApiKeyView, TenantView};
@@ -15,7 +16,7 @@ use crate::views::{ApiKeyView, TenantView};
     path = "/v1/tenants/{tenant_id}",
     tag = "admin",
     security(("bearer" = [])),
-    params(("tenant_id" = String, Path, description = "1-128 of A-Z a-z 0-9 _ - . :")),
+    params(("tenant_id" = inline(Identifier), Path, description = "1-128 of A-Z a-z 0-9 _ - . :")),
     responses(
         (status = 201, description = "created", body = TenantView),
         (status = 200, description = "already existed", body = TenantView),
@@ -49,7 +50,7 @@ pub(super) async fn put_tenant(
     path = "/v1/tenants/{tenant_id}/api-keys",
     tag = "admin",
     security(("bearer" = [])),
-    params(("tenant_id" = String, Path, description = "the tenant")),
+    params(("tenant_id" = inline(Identifier), Path, description = "the tenant")),
     responses(
         (status = 201, description = "created; `secret` is never shown again", body = ApiKeyView),
         (status = 404, description = "no such tenant", body = Problem, content_type = "application/problem+json"),

@@ -10,6 +10,7 @@ mod fuzz;
 mod helpers;
 mod history;
 mod idempotency;
+mod openapi;
 mod operations;
 mod outbox;
 mod tags;

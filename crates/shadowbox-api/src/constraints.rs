@@ -1,0 +1,240 @@
+//! The constraints the server enforces, as the OpenAPI document states
+//! them: each schema here is built from the constant of the rule that
+//! enforces it (never a copy), so generated clients and validators accept
+//! exactly what the server does.
+//!
+//! - [`Identifier`]: `tenant_id` and `device_id` (`shadowbox_core::id`);
+//! - [`limit`], [`device_cursor`], [`outbox_cursor`] and
+//!   [`history_cursor`]: a list's page
+//!   (`crate::pagination`);
+//! - [`IfMatchHeader`]: the `If-Match` form (`crate::if_match`);
+//! - [`IdempotencyKeyHeader`]: the `Idempotency-Key` form
+//!   (`shadowbox_core::idempotency`);
+//! - [`DesiredDocument`] and [`add_document_value`]: a desired document
+//!   holds no NUL character (`shadowbox_core::document`);
+//! - [`state_body_limits`]: the body and document limits, which are
+//!   settings, written into the served document when the router is built.
+
+use std::borrow::Cow;
+
+use shadowbox_core::id::{ID_PATTERN, MAX_ID_LEN};
+use shadowbox_core::idempotency::{self, KEY_PATTERN, MAX_KEY_LEN};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{Object, OpenApi, Ref, RefOr, Required, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+
+use crate::if_match::{ANY, TAG_PATTERN};
+use crate::pagination::{CursorKind, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::settings::ApiSettings;
+
+/// A tenant or device id: 1 to `MAX_ID_LEN` characters of
+/// `A-Z a-z 0-9 _ - . :` (400 otherwise).
+pub(crate) struct Identifier;
+
+impl PartialSchema for Identifier {
+    fn schema() -> RefOr<Schema> {
+        identifier().into()
+    }
+}
+
+/// [`Identifier`]'s schema, for a field (`schema_with`).
+pub(crate) fn identifier() -> Object {
+    ObjectBuilder::new()
+        .description(Some(format!(
+            "1 to {MAX_ID_LEN} characters of A-Z a-z 0-9 _ - . :"
+        )))
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_LEN))
+        .pattern(Some(ID_PATTERN))
+        .build()
+}
+
+impl ToSchema for Identifier {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Identifier")
+    }
+}
+
+/// The schema of a list's `limit`: 1 to `MAX_LIMIT` (400 otherwise).
+pub(crate) fn limit() -> Object {
+    ObjectBuilder::new()
+        .description(Some(format!(
+            "page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})"
+        )))
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(1))
+        .maximum(Some(MAX_LIMIT))
+        .build()
+}
+
+/// The schema of a `kind` list's `cursor`: exactly the cursors that list
+/// takes (400 otherwise).
+fn cursor(kind: CursorKind) -> Object {
+    ObjectBuilder::new()
+        .description(Some("`next_cursor` of the previous page"))
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(kind.max_len()))
+        .pattern(Some(kind.pattern()))
+        .build()
+}
+
+/// The `cursor` of the device list.
+pub(crate) fn device_cursor() -> Object {
+    cursor(CursorKind::Devices)
+}
+
+/// The `cursor` of the outbox lists (a tenant's, a device's deliveries).
+pub(crate) fn outbox_cursor() -> Object {
+    cursor(CursorKind::Outbox)
+}
+
+/// The `cursor` of a device's history.
+pub(crate) fn history_cursor() -> Object {
+    cursor(CursorKind::History)
+}
+
+/// A header parameter, optional.
+fn header(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// The `If-Match` header of a desired write.
+pub(crate) struct IfMatchHeader;
+
+impl IntoParams for IfMatchHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header(
+            "If-Match",
+            "`\"<desired_version>\"` (the device's ETag): write only if it is current \
+             (412 otherwise); `*`: no condition; a weak tag `W/\"N\"` never matches (412)",
+            // `*` apart: a pattern alternative holding it makes some
+            // generators (schemathesis) draw values outside the pattern.
+            AnyOfBuilder::new()
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([ANY])),
+                )
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(TAG_PATTERN)),
+                ),
+        )]
+    }
+}
+
+/// The `Idempotency-Key` header of a write.
+pub(crate) struct IdempotencyKeyHeader;
+
+impl IntoParams for IdempotencyKeyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header(
+            idempotency::HEADER,
+            "1-255 visible ASCII characters, per tenant: a repeat with the same key, \
+             method, path and body within 24 hours answers the first answer again (with \
+             `Idempotent-Replayed: true`) and writes nothing; the same key with another \
+             request answers 422",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_KEY_LEN))
+                .pattern(Some(KEY_PATTERN)),
+        )]
+    }
+}
+
+/// Writes the body and document limits of `settings` into the description
+/// of every request body of `openapi`.
+pub(crate) fn state_body_limits(openapi: &mut OpenApi, settings: &ApiSettings) {
+    let limits = format!(
+        "The body is at most {} bytes (413 before it is read). A desired document is at \
+         most {} bytes (413) and {} levels deep (422), and holds no NUL character (422).",
+        settings.max_body_bytes, settings.limits.max_bytes, settings.limits.max_depth,
+    );
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [&mut item.post, &mut item.put, &mut item.patch]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
+                body.description = Some(match body.description.take() {
+                    Some(description) => format!("{description}. {limits}"),
+                    None => limits.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// A desired document as a request states it: a JSON object whose keys
+/// and strings hold no NUL character (PostgreSQL cannot store one: 422).
+/// Its size and depth limits are settings ([`state_body_limits`]).
+pub(crate) struct DesiredDocument;
+
+/// A string without a NUL character.
+const NO_NUL: &str = r"^[^\u0000]*$";
+
+fn without_nul() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(NO_NUL))
+}
+
+/// A JSON object of [`DocumentValue`]s under keys without NUL.
+fn document_object() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(without_nul()))
+        .additional_properties(Some(Ref::from_schema_name(DOCUMENT_VALUE)))
+}
+
+impl PartialSchema for DesiredDocument {
+    fn schema() -> RefOr<Schema> {
+        document_object()
+            .description(Some(
+                "a JSON object; no key or string holds a NUL character (\\u0000)",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for DesiredDocument {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Document")
+    }
+}
+
+/// The name of [`document_value`]'s schema among the components.
+const DOCUMENT_VALUE: &str = "DocumentValue";
+
+/// Any value inside a [`DesiredDocument`]: one schema of every JSON type
+/// whose keywords each apply to their own type. Written as JSON, as
+/// utoipa's builders cannot put `items` beside other types; and not as an
+/// `anyOf` of one schema per type, which property-based testers mutate
+/// into "invalid" values another branch allows.
+fn document_value() -> serde_json::Value {
+    let value = format!("#/components/schemas/{DOCUMENT_VALUE}");
+    serde_json::json!({
+        "type": ["null", "boolean", "number", "string", "array", "object"],
+        "pattern": NO_NUL,
+        "items": {"$ref": value},
+        "propertyNames": {"type": "string", "pattern": NO_NUL},
+        "additionalProperties": {"$ref": value},
+    })
+}
+
+/// Adds [`document_value`] to the served document `openapi`.
+pub(crate) fn add_document_value(openapi: &mut serde_json::Value) {
+    openapi["components"]["schemas"][DOCUMENT_VALUE] = document_value();
+}
