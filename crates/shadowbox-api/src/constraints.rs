@@ -7,6 +7,7 @@
 //! - [`limit`], [`device_cursor`], [`outbox_cursor`] and
 //!   [`history_cursor`]: a list's page
 //!   (`crate::pagination`);
+//! - [`TagSet`] and [`TagFilter`]: device tags (`shadowbox_core::tags`);
 //! - [`IfMatchHeader`]: the `If-Match` form (`crate::if_match`);
 //! - [`IdempotencyKeyHeader`]: the `Idempotency-Key` form
 //!   (`shadowbox_core::idempotency`);
@@ -19,8 +20,11 @@ use std::borrow::Cow;
 
 use shadowbox_core::id::{ID_PATTERN, MAX_ID_LEN};
 use shadowbox_core::idempotency::{self, KEY_PATTERN, MAX_KEY_LEN};
-use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use shadowbox_core::tags::{MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, TAG_KEY_CLASS};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
+use utoipa::openapi::schema::{
+    AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+};
 use utoipa::openapi::{Object, OpenApi, Ref, RefOr, Required, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
@@ -95,6 +99,74 @@ pub(crate) fn outbox_cursor() -> Object {
 /// The `cursor` of a device's history.
 pub(crate) fn history_cursor() -> Object {
     cursor(CursorKind::History)
+}
+
+/// Device tags: at most `MAX_TAGS`, keys of `TAG_KEY_CLASS`, values
+/// without NUL (422 otherwise).
+pub(crate) struct TagSet;
+
+impl PartialSchema for TagSet {
+    fn schema() -> RefOr<Schema> {
+        tags().into()
+    }
+}
+
+impl ToSchema for TagSet {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Tags")
+    }
+}
+
+/// [`TagSet`]'s schema, for a field (`schema_with`).
+pub(crate) fn tags() -> Object {
+    let key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_TAG_KEY_LEN))
+        .pattern(Some(format!("^{TAG_KEY_CLASS}+$")));
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MAX_TAG_VALUE_LEN))
+        .pattern(Some(NO_NUL));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(format!(
+            "at most {MAX_TAGS} tags; keys 1 to {MAX_TAG_KEY_LEN} characters of a-z 0-9 _ . - /, \
+             string values of 0 to {MAX_TAG_VALUE_LEN} characters"
+        )))
+        .max_properties(Some(MAX_TAGS))
+        .property_names(Some(key))
+        .additional_properties(Some(value))
+        .build()
+}
+
+/// The repeatable `tag=key:value` filter of the device list.
+pub(crate) struct TagFilter;
+
+impl IntoParams for TagFilter {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let filter = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!(
+                "^{TAG_KEY_CLASS}{{1,{MAX_TAG_KEY_LEN}}}:[^\\u0000]{{0,{MAX_TAG_VALUE_LEN}}}$"
+            )));
+        vec![
+            ParameterBuilder::new()
+                .name("tag")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(
+                    "`key:value`: only devices having this tag; repeatable (a key with two values lists nothing), \
+                     all must match",
+                ))
+                .style(Some(ParameterStyle::Form))
+                .explode(Some(true))
+                .schema(Some(
+                    ArrayBuilder::new().items(filter).max_items(Some(MAX_TAGS)),
+                ))
+                .build(),
+        ]
+    }
 }
 
 /// A header parameter, optional.

@@ -14,6 +14,9 @@ pub const MAX_TAG_KEY_LEN: usize = 63;
 pub const MAX_TAG_VALUE_LEN: usize = 256;
 /// Most tags on one device (and in one selector).
 pub const MAX_TAGS: usize = 32;
+/// The key alphabet as a regular expression's bracket expression, for the
+/// OpenAPI document; a test keeps it equal to [`check_key`].
+pub const TAG_KEY_CLASS: &str = "[a-z0-9_./-]";
 
 /// A device's tags, by key.
 pub type Tags = BTreeMap<String, String>;
@@ -67,31 +70,45 @@ pub fn check_tags(tags: &Tags) -> Result<(), TagError> {
 }
 
 /// Parses the `key:value` filters of a device list (`?tag=site:berlin`,
-/// repeatable; the value may hold `:`), checked as tags are. A key given
-/// twice must match both values, which no device can: such a filter is
-/// refused rather than answered with nothing.
-pub fn parse_filters<'a>(filters: impl IntoIterator<Item = &'a str>) -> Result<Tags, TagError> {
+/// repeatable; the value may hold `:`), checked as tags are. The same
+/// filter twice is one filter. `None` when a key is given with two values,
+/// which no device has at once: the list is empty (any such query is a
+/// well-formed request, as the OpenAPI document says).
+pub fn parse_filters<'a>(
+    filters: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<Tags>, TagError> {
     let mut tags = Tags::new();
     let mut count = 0;
+    let mut conflict = false;
     for filter in filters {
         count += 1;
         let (key, value) = filter
             .split_once(':')
             .ok_or_else(|| TagError::BadFilter(filter.to_owned()))?;
-        if tags.insert(key.to_owned(), value.to_owned()).is_some() {
-            return Err(TagError::BadFilter(filter.to_owned()));
+        check_key(key)?;
+        if let Some(earlier) = tags.insert(key.to_owned(), value.to_owned()) {
+            conflict |= earlier != value;
         }
     }
     if count > MAX_TAGS {
         return Err(TagError::TooMany(count));
     }
     check_tags(&tags)?;
-    Ok(tags)
+    Ok((!conflict).then_some(tags))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_class_states_the_key_alphabet() {
+        let class = regex::Regex::new(&format!("^{TAG_KEY_CLASS}$")).unwrap();
+        for c in (0..=0x7f_u8).map(char::from) {
+            let one = c.to_string();
+            assert_eq!(class.is_match(&one), check_key(&one).is_ok(), "{c:?}");
+        }
+    }
 
     fn tags(pairs: &[(&str, &str)]) -> Tags {
         pairs
@@ -133,10 +150,17 @@ mod tests {
     fn filters_split_at_the_first_colon() {
         assert_eq!(
             parse_filters(["site:berlin", "url:http://x"]),
-            Ok(tags(&[("site", "berlin"), ("url", "http://x")]))
+            Ok(Some(tags(&[("site", "berlin"), ("url", "http://x")])))
         );
-        assert_eq!(parse_filters(["empty:"]), Ok(tags(&[("empty", "")])));
-        for bad in [vec!["site"], vec![":x"], vec!["Site:x"], vec!["a:1", "a:2"]] {
+        assert_eq!(parse_filters(["empty:"]), Ok(Some(tags(&[("empty", "")]))));
+        assert_eq!(parse_filters(["a:1", "a:1"]), Ok(Some(tags(&[("a", "1")]))));
+        assert_eq!(parse_filters(["a:1", "b:2", "a:2"]), Ok(None));
+        for bad in [
+            vec!["site"],
+            vec![":x"],
+            vec!["Site:x"],
+            vec!["a:1", "B:2", "a:2"],
+        ] {
             assert!(parse_filters(bad.clone()).is_err(), "{bad:?}");
         }
     }

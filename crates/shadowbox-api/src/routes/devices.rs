@@ -19,7 +19,7 @@ use shadowbox_db::tenants::tenant_exists;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::TenantScope;
-use crate::constraints::{IdempotencyKeyHeader, Identifier};
+use crate::constraints::{IdempotencyKeyHeader, Identifier, TagFilter, TagSet};
 use crate::idempotency::{Claimed, Idempotent};
 use crate::pagination::{CursorKind, Page, PageRequest};
 use crate::problem::{ApiError, ClientProblem, Problem};
@@ -41,6 +41,7 @@ pub(crate) struct RegisterDevice {
     /// Its tags: keys 1-63 of a-z 0-9 _ . - /, string values of 0-256
     /// characters, at most 32.
     #[serde(default)]
+    #[schema(schema_with = crate::constraints::tags)]
     tags: Tags,
 }
 
@@ -138,8 +139,7 @@ pub(crate) struct ListDevices {
     params(
         ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
         ListDevices,
-        ("tag" = Option<Vec<String>>, Query, style = Form, explode,
-         description = "`key:value`: only devices having this tag; repeatable, all must match"),
+        TagFilter,
     ),
     responses(
         (status = 200, description = "one page", body = Page<DeviceView>),
@@ -163,6 +163,14 @@ pub(super) async fn list(
     if !tenant_exists(&state.pool, &tenant).await? {
         return Err(ApiError::not_found("tenant not found"));
     }
+    // A key asked for with two values: no device has both.
+    let Some(tags) = tags else {
+        return Ok(Json(page.page(
+            Vec::new(),
+            CursorKind::Devices,
+            |d: &DeviceView| d.device_id.clone(),
+        )));
+    };
     let filter = DeviceFilter {
         status: query.status,
         in_sync: query.in_sync,
@@ -179,7 +187,7 @@ pub(super) async fn list(
 
 /// The repeatable `tag=key:value` filters of a query string (serde's
 /// query extractor takes each parameter once, so they are read here).
-fn tag_filters(query: &str) -> Result<Tags, ApiError> {
+fn tag_filters(query: &str) -> Result<Option<Tags>, ApiError> {
     let filters: Vec<String> = form_urlencoded::parse(query.as_bytes())
         .filter(|(name, _)| name == "tag")
         .map(|(_, value)| value.into_owned())
@@ -222,10 +230,10 @@ pub(super) async fn get(
     tag = "devices",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "the tenant"),
-        ("device_id" = String, Path, description = "the device"),
+        ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
+        ("device_id" = inline(Identifier), Path, description = "the device"),
     ),
-    request_body(content = Tags, description = "the device's new tags: keys 1-63 of a-z 0-9 _ . - /, string values of 0-256 characters, at most 32"),
+    request_body(content = TagSet, description = "the device's new tags: keys 1-63 of a-z 0-9 _ . - /, string values of 0-256 characters, at most 32"),
     responses(
         (status = 200, description = "the device with its new tags", body = DeviceView),
         (status = 422, description = "not an object of strings, or a key, a value or the count out of bounds", body = Problem, content_type = "application/problem+json"),

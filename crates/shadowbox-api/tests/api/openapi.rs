@@ -66,6 +66,11 @@ async fn every_parameter_states_its_form() {
                     assert_eq!(schema["pattern"], KEY_PATTERN, "{at}");
                     assert_eq!(schema["maxLength"], MAX_KEY_LEN, "{at}");
                 }
+                "tag" => {
+                    assert_eq!(schema["maxItems"], 32, "{at}");
+                    assert!(schema["items"]["pattern"].is_string(), "{at}");
+                }
+                "older_than" => assert!(schema["pattern"].is_string(), "{at}"),
                 "id" | "status" | "in_sync" => {}
                 other => panic!(
                     "{at}: a parameter this test does not know ({other}): state its constraints and check them here"
@@ -115,7 +120,10 @@ async fn request_bodies_state_the_configured_limits() {
     // A desired document's strings and keys hold no NUL.
     let value = &doc["components"]["schemas"]["DocumentValue"];
     let no_nul = regex::Regex::new(value["pattern"].as_str().unwrap()).unwrap();
-    assert!(no_nul.is_match("any text") && !no_nul.is_match("a\u{0}b"), "{value}");
+    assert!(
+        no_nul.is_match("any text") && !no_nul.is_match("a\u{0}b"),
+        "{value}"
+    );
     assert_eq!(value["items"]["$ref"], "#/components/schemas/DocumentValue");
     assert_eq!(value["propertyNames"]["pattern"], value["pattern"]);
     let document = &doc["paths"]["/v1/tenants/{tenant_id}/devices/{device_id}/desired"]["put"]["requestBody"]
