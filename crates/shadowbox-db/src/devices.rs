@@ -106,11 +106,7 @@ const DEVICE_COLUMNS: &str = "
               WHERE t.tenant_id = d.tenant_id AND t.device_id = d.device_id),
              '{}') AS tags
   FROM device_state d
-  LEFT JOIN LATERAL (
-    SELECT status, version, attempts, last_error, delivered_at FROM outbox
-    WHERE outbox.tenant_id = d.tenant_id AND outbox.device_id = d.device_id
-    ORDER BY id DESC LIMIT 1
-  ) o ON true";
+  LEFT JOIN LATERAL outbox_newest(d.tenant_id, d.device_id) o ON true";
 
 /// The start of every device read: the device shape of `tenant`'s
 /// devices, for the caller to add `AND` conditions, order and limit to.

@@ -10,6 +10,7 @@ use shadowbox_core::{Actor, Change, DeviceId, Document, TenantId};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use crate::batches::delete_in_batches;
 use crate::desired::DesiredChange;
 
 /// The change a desired write by `actor` is: a rollout's merge patch is
@@ -119,8 +120,7 @@ pub async fn list(
 /// Deletes changes committed before `older_than`, in batches of `batch`.
 /// Returns how many.
 pub async fn purge(pool: &PgPool, older_than: DateTime<Utc>, batch: i64) -> sqlx::Result<u64> {
-    let mut total = 0;
-    loop {
+    delete_in_batches(batch, || async {
         let deleted = sqlx::query!(
             "DELETE FROM desired_history WHERE id IN (
                SELECT id FROM desired_history WHERE committed_at < $1
@@ -129,11 +129,8 @@ pub async fn purge(pool: &PgPool, older_than: DateTime<Utc>, batch: i64) -> sqlx
             batch
         )
         .execute(pool)
-        .await?
-        .rows_affected();
-        total += deleted;
-        if deleted < batch as u64 {
-            return Ok(total);
-        }
-    }
+        .await?;
+        Ok(deleted.rows_affected())
+    })
+    .await
 }

@@ -17,6 +17,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 use crate::DbError;
+use crate::batches::delete_in_batches;
 use crate::error::is_fk_violation;
 
 /// An answer as it was sent, to be sent again.
@@ -139,8 +140,7 @@ pub async fn record(
 /// returns how many. (A claim already treats them as absent: this only
 /// keeps the table small.)
 pub async fn purge_expired(pool: &PgPool, batch: i64) -> sqlx::Result<u64> {
-    let mut total = 0;
-    loop {
+    delete_in_batches(batch, || async {
         let deleted = sqlx::query!(
             "DELETE FROM idempotency_keys WHERE (tenant_id, key) IN (
                SELECT tenant_id, key FROM idempotency_keys
@@ -151,11 +151,8 @@ pub async fn purge_expired(pool: &PgPool, batch: i64) -> sqlx::Result<u64> {
             batch
         )
         .execute(pool)
-        .await?
-        .rows_affected();
-        total += deleted;
-        if deleted < batch as u64 {
-            return Ok(total);
-        }
-    }
+        .await?;
+        Ok(deleted.rows_affected())
+    })
+    .await
 }

@@ -16,9 +16,15 @@
 //! - [`outbox`]: the outbox as operators see it (lists, reviving dead rows,
 //!   resync, purge);
 //! - [`relay`]: how relays claim and settle rows;
-//! - [`reported`]: the ingester's batched reported-state write.
+//! - [`reported`]: the ingester's batched reported-state write;
+//! - `batches`: the retention jobs' delete-in-batches loop.
+//!
+//! Every query is checked when it compiles (`sqlx::query!` and friends,
+//! against the workspace's `.sqlx/`; `scripts/sqlx-prepare.sh` refreshes
+//! it); only the device list's dynamic filters use a `QueryBuilder`.
 
 pub mod api_keys;
+mod batches;
 pub mod connect;
 pub mod desired;
 pub mod devices;

@@ -10,6 +10,7 @@ use shadowbox_core::{DeviceId, DeviceStatus, Document, OutboxKind, OutboxStatus,
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use crate::batches::delete_in_batches;
 use crate::{DbError, OUTBOX_CHANNEL};
 
 /// What an outbox row publishes: its [`OutboxKind`] with the document.
@@ -341,28 +342,22 @@ pub async fn purge_finished(
     older_than: DateTime<Utc>,
     batch: i64,
 ) -> sqlx::Result<u64> {
-    let mut total = 0;
-    loop {
+    delete_in_batches(batch, || async {
         let deleted = sqlx::query!(
             "DELETE FROM outbox WHERE id IN (
                SELECT o.id FROM outbox o
                WHERE o.status IN ('delivered', 'superseded') AND o.created_at < $1
-                 AND EXISTS (SELECT 1 FROM outbox n
-                             WHERE n.tenant_id = o.tenant_id AND n.device_id = o.device_id
-                               AND n.id > o.id)
+                 AND o.id <> (SELECT n.id FROM outbox_newest(o.tenant_id, o.device_id) n)
                ORDER BY o.created_at
                LIMIT $2)",
             older_than,
             batch
         )
         .execute(pool)
-        .await?
-        .rows_affected();
-        total += deleted;
-        if deleted < batch as u64 {
-            return Ok(total);
-        }
-    }
+        .await?;
+        Ok(deleted.rows_affected())
+    })
+    .await
 }
 
 /// One row of the `outbox_status` view.

@@ -110,10 +110,8 @@ pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> s
         r#"WITH locked AS (
            SELECT * FROM unnest($1::text[], $2::text[]) AS l(tenant_id, device_id)),
          newest AS MATERIALIZED (
-           SELECT o.* FROM locked l CROSS JOIN LATERAL (
-             SELECT * FROM outbox o
-             WHERE o.tenant_id = l.tenant_id AND o.device_id = l.device_id
-             ORDER BY o.id DESC LIMIT 1) o),
+           SELECT o.* FROM locked l
+           CROSS JOIN LATERAL outbox_newest(l.tenant_id, l.device_id) o),
          superseded AS (
            -- Driven from each device's newest row through the pending-rows
            -- index, whatever the statistics say of the backlog: OFFSET 0
