@@ -27,7 +27,8 @@
 //! - [`delta`]: the desired parts that differ from reported;
 //! - [`topic`]: building and parsing `tenant/{t}/device/{d}/shadow/{kind}`;
 //! - [`payload`]: the MQTT wire payloads devices depend on;
-//! - [`staleness`]: when a reported state replaces the stored one.
+//! - [`staleness`]: when a reported state replaces the stored one, and
+//!   [`report`]: what became of a report.
 //!
 //! It depends on nothing of shadowbox; every crate but `shadowbox-telemetry`
 //! depends on it.
@@ -45,6 +46,7 @@ pub mod idempotency;
 pub mod merge;
 pub mod outbox;
 pub mod payload;
+pub mod report;
 pub mod staleness;
 pub mod tags;
 pub mod text_enum;

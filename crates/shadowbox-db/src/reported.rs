@@ -14,6 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use shadowbox_core::payload::Rejection;
+pub use shadowbox_core::report::{RejectionOutcome, ReportedOutcome};
 use shadowbox_core::{DeviceId, Document, TenantId};
 use sqlx::PgExecutor;
 use sqlx::types::Json;
@@ -53,65 +54,6 @@ pub struct ReceivedRejection {
     pub rejection: Rejection,
     /// When its message arrived (`rejected_at`).
     pub received_at: DateTime<Utc>,
-}
-
-/// What became of an update's reported state (or of the whole update,
-/// for an unknown or decommissioned device).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportedOutcome {
-    /// Stored; `last_seen` updated.
-    Applied,
-    /// Older than the stored version: dropped, only `last_seen` updated.
-    Stale,
-    /// Newer than the device's desired version: refused, only `last_seen`
-    /// updated.
-    Ahead,
-    /// The update carried no reported state (only a rejection); `last_seen`
-    /// updated.
-    NoReport,
-    /// No such tenant or device.
-    Unknown,
-    /// The device is decommissioned: dropped.
-    Decommissioned,
-}
-
-impl ReportedOutcome {
-    /// A short, stable label for metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Stale => "stale",
-            Self::Ahead => "ahead",
-            Self::NoReport => "rejection",
-            Self::Unknown => "unknown",
-            Self::Decommissioned => "decommissioned",
-        }
-    }
-
-    /// Whether the device is known and active (its update was written).
-    pub fn device_active(self) -> bool {
-        !matches!(self, Self::Unknown | Self::Decommissioned)
-    }
-}
-
-/// What became of an update's rejection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectionOutcome {
-    /// Stored on the device: it refuses its current desired version.
-    Recorded,
-    /// Of a version that is not the current desired version, of one the
-    /// device reports applied, or of an unknown or decommissioned device.
-    Ignored,
-}
-
-impl RejectionOutcome {
-    /// A short, stable label for metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Recorded => "recorded",
-            Self::Ignored => "ignored",
-        }
-    }
 }
 
 /// What one update did.
@@ -205,10 +147,10 @@ pub async fn apply_reported(
              AND j.status = 'active')
          SELECT CASE WHEN j.tenant_id IS NULL THEN 'unknown'
                      WHEN j.status <> 'active' THEN 'decommissioned'
-                     ELSE j.outcome END AS "outcome!",
+                     ELSE j.outcome END AS "outcome!: ReportedOutcome",
                 CASE WHEN i.rejected_version IS NULL THEN NULL
                      WHEN j.status = 'active' THEN j.rejection
-                     ELSE 'ignored' END AS rejection,
+                     ELSE 'ignored' END AS "rejection: RejectionOutcome",
                 CASE WHEN j.newly_applied AND j.status = 'active'
                      THEN greatest(0, extract(epoch FROM j.reported_at - j.desired_committed_at))::float8
                 END AS "commit_to_applied_seconds: f64"
@@ -230,18 +172,8 @@ pub async fn apply_reported(
         .into_iter()
         .map(|row| (row.outcome, row.rejection, row.commit_to_applied_seconds))
         .map(|(outcome, rejection, seconds)| ReportedWrite {
-            outcome: match outcome.as_str() {
-                "applied" => ReportedOutcome::Applied,
-                "stale" => ReportedOutcome::Stale,
-                "ahead" => ReportedOutcome::Ahead,
-                "rejection" => ReportedOutcome::NoReport,
-                "decommissioned" => ReportedOutcome::Decommissioned,
-                _ => ReportedOutcome::Unknown,
-            },
-            rejection: rejection.map(|r| match r.as_str() {
-                "recorded" => RejectionOutcome::Recorded,
-                _ => RejectionOutcome::Ignored,
-            }),
+            outcome,
+            rejection,
             commit_to_applied_seconds: seconds,
         })
         .collect())

@@ -162,19 +162,22 @@ impl Worker {
         match counted {
             None => self.metrics.count("superseded", 1),
             Some(outcome @ (ReportedOutcome::Applied | ReportedOutcome::NoReport)) => {
-                self.metrics.count(outcome.label(), 1);
+                self.metrics.count(outcome.as_str(), 1);
             }
             Some(outcome) => {
-                self.metrics.count(outcome.label(), 1);
-                dropped(log, outcome.label(), topic, &outcome.label());
+                self.metrics.count(outcome.as_str(), 1);
+                dropped(log, outcome.as_str(), topic, &outcome.as_str());
             }
         }
         match rejection {
             Part::Absent => {}
             Part::Superseded => self.metrics.count_rejection("superseded"),
-            Part::Winner => self
-                .metrics
-                .count_rejection(write.rejection.unwrap_or(RejectionOutcome::Ignored).label()),
+            Part::Winner => self.metrics.count_rejection(
+                write
+                    .rejection
+                    .unwrap_or(RejectionOutcome::Ignored)
+                    .as_str(),
+            ),
         }
         if report == Part::Winner
             && let Some(seconds) = write.commit_to_applied_seconds
