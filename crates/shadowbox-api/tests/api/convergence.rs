@@ -166,3 +166,32 @@ async fn the_list_finds_devices_that_have_not_applied_within_a_time() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_states_older_than_applied_at_and_rejection() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let params = doc["paths"]["/v1/tenants/{tenant_id}/devices"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let older_than = params
+        .iter()
+        .find(|p| p["name"] == "older_than")
+        .unwrap_or_else(|| panic!("{params:?}"));
+    assert_eq!(older_than["in"], "query");
+    let pattern = older_than["schema"]["pattern"].as_str().unwrap();
+    assert!(pattern.contains("ms|"), "{pattern}");
+    let device = &doc["components"]["schemas"]["DeviceView"]["properties"];
+    assert!(device["applied_at"].is_object(), "{device}");
+    assert!(device["rejection"].is_object(), "{device}");
+    let rejection = &doc["components"]["schemas"]["RejectionView"]["required"];
+    assert_eq!(rejection, &json!(["version", "reason", "at"]));
+}
