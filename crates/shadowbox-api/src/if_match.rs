@@ -1,8 +1,8 @@
 //! `If-Match` on desired writes. Accepted: `"<desired_version>"` (the
 //! device's ETag: 1 to 18 digits in quotes) and `*` (no condition on the
-//! version). A weak tag of that form (`W/"3"`) never matches (412): RFC
-//! 9110 compares `If-Match` strongly. Anything else (several tags, other
-//! tags) answers 400. [`ANY`] and [`TAG_PATTERN`] state the same for the
+//! version). A weak tag of that form (`W/"3"`) never matches: RFC 9110
+//! compares `If-Match` strongly, so a write that would otherwise succeed
+//! answers 412. Anything else (several tags, other tags) answers 400. [`ANY`] and [`TAG_PATTERN`] state the same for the
 //! OpenAPI document.
 
 use axum::http::{HeaderMap, header};
@@ -12,7 +12,7 @@ use crate::problem::ApiError;
 /// No condition on the version.
 pub const ANY: &str = "*";
 /// The accepted entity tags as a regular expression: with [`ANY`], every
-/// value [`expected_version`] does not refuse with 400 (a test keeps them
+/// value [`precondition`] does not refuse with 400 (a test keeps them
 /// equal).
 pub const TAG_PATTERN: &str = r#"^(W/)?"[0-9]{1,18}"$"#;
 
@@ -20,14 +20,25 @@ pub const TAG_PATTERN: &str = r#"^(W/)?"[0-9]{1,18}"$"#;
 /// `i64`.
 const MAX_DIGITS: usize = 18;
 
-/// The desired version a write requires, if `If-Match` sets one.
-pub fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+/// What `If-Match` asks of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Nothing (no header, or `*`).
+    None,
+    /// The device's desired version must be this one.
+    Version(i64),
+    /// A weak tag: no version matches (412 where the write would succeed).
+    Never,
+}
+
+/// What `If-Match` asks of a write; 400 when it is malformed.
+pub fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
+        return Ok(Precondition::None);
     };
     let value = value.as_bytes();
     if value == ANY.as_bytes() {
-        return Ok(None);
+        return Ok(Precondition::None);
     }
     let (weak, tag) = match value.strip_prefix(b"W/") {
         Some(tag) => (true, tag),
@@ -44,12 +55,11 @@ pub fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
                 String::from_utf8_lossy(value)
             ))
         })?;
-    if weak {
-        return Err(ApiError::precondition_failed(
-            "If-Match compares strongly: a weak entity tag (W/) never matches",
-        ));
-    }
-    Ok(Some(version))
+    Ok(if weak {
+        Precondition::Never
+    } else {
+        Precondition::Version(version)
+    })
 }
 
 #[cfg(test)]
@@ -58,23 +68,23 @@ mod tests {
     use axum::http::{HeaderValue, StatusCode};
     use axum::response::IntoResponse;
 
-    fn parse(value: &str) -> Result<Option<i64>, StatusCode> {
+    fn parse(value: &str) -> Result<Precondition, StatusCode> {
         let mut headers = HeaderMap::new();
         headers.insert(header::IF_MATCH, HeaderValue::from_str(value).unwrap());
-        expected_version(&headers).map_err(|e| e.into_response().status())
+        precondition(&headers).map_err(|e| e.into_response().status())
     }
 
     #[test]
     fn forms() {
-        assert_eq!(expected_version(&HeaderMap::new()).unwrap(), None);
-        assert_eq!(parse("\"3\""), Ok(Some(3)));
-        assert_eq!(parse("\"007\""), Ok(Some(7)));
+        assert_eq!(precondition(&HeaderMap::new()).unwrap(), Precondition::None);
+        assert_eq!(parse("\"3\""), Ok(Precondition::Version(3)));
+        assert_eq!(parse("\"007\""), Ok(Precondition::Version(7)));
         assert_eq!(
             parse("\"999999999999999999\""),
-            Ok(Some(999_999_999_999_999_999))
+            Ok(Precondition::Version(999_999_999_999_999_999))
         );
-        assert_eq!(parse("*"), Ok(None));
-        assert_eq!(parse("W/\"3\""), Err(StatusCode::PRECONDITION_FAILED));
+        assert_eq!(parse("*"), Ok(Precondition::None));
+        assert_eq!(parse("W/\"3\""), Ok(Precondition::Never));
         for refused in [
             "3",
             "\"3\", \"4\"",

@@ -36,8 +36,8 @@ pub struct DesiredOutcome {
 /// caller's transaction, and records it in the history (a rollout's merge
 /// patch as `rollout`, its replacement as `rollback`: see
 /// [`history::change_of`]). Fails without writing anything when the device is missing
-/// or decommissioned, when `expected_version` is not the current version,
-/// or when the result breaks `limits`.
+/// or decommissioned, when the result breaks `limits`, or (checked in this
+/// order) when `expected_version` is not the current version.
 pub async fn apply_desired_change(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -66,12 +66,6 @@ pub async fn apply_desired_change(
     if status != DeviceStatus::Active {
         return Err(DbError::Decommissioned);
     }
-    if let Some(expected) = expected_version.filter(|e| *e != version) {
-        return Err(DbError::VersionMismatch {
-            expected,
-            current: version,
-        });
-    }
     let kind = history::change_of(&change, &actor);
     let next = match &change {
         DesiredChange::Replace(doc) => doc.clone(),
@@ -84,7 +78,19 @@ pub async fn apply_desired_change(
             }
         }
     };
-    if next == desired {
+    // The limits before the precondition: a change that would fail without
+    // `If-Match` fails the same with it (RFC 9110, 13.2.1).
+    let changed = next != desired;
+    if changed {
+        limits.check(&next)?;
+    }
+    if let Some(expected) = expected_version.filter(|e| *e != version) {
+        return Err(DbError::VersionMismatch {
+            expected,
+            current: version,
+        });
+    }
+    if !changed {
         let device = get_device(&mut *conn, tenant, device)
             .await?
             .expect("locked above");
@@ -93,7 +99,6 @@ pub async fn apply_desired_change(
             enqueued: None,
         });
     }
-    limits.check(&next)?;
     let next_version = version + 1;
     sqlx::query!(
         "UPDATE device_state SET desired_state = $3, desired_version = $4, updated_at = now()

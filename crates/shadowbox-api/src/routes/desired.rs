@@ -14,7 +14,7 @@ use shadowbox_db::desired::{DesiredChange, apply_desired_change};
 use crate::auth::TenantScope;
 use crate::constraints::{DesiredDocument, IdempotencyKeyHeader, Identifier, IfMatchHeader};
 use crate::idempotency::{Claimed, Idempotent, KeyedRequest};
-use crate::if_match::expected_version;
+use crate::if_match::{Precondition, precondition};
 use crate::problem::{ApiError, ClientProblem, Problem};
 use crate::routes::DevicePath;
 use crate::state::AppState;
@@ -136,7 +136,11 @@ async fn write(
     // The body before the precondition: a request that would fail
     // without `If-Match` fails the same with it (RFC 9110, 13.2.1).
     let document = into_document(body)?;
-    let expected = expected_version(headers)?;
+    let precondition = precondition(headers)?;
+    let expected = match precondition {
+        Precondition::Version(version) => Some(version),
+        Precondition::None | Precondition::Never => None,
+    };
     let mut tx = state.pool.begin().await?;
     let pending = match key.claim(&mut tx, tenant).await? {
         Claimed::Replay(answer) => return Ok(answer),
@@ -152,6 +156,13 @@ async fn write(
         *actor,
     )
     .await?;
+    if precondition == Precondition::Never {
+        // The write would succeed: only now does the weak tag fail it (and
+        // dropping `tx` undoes it).
+        return Err(ApiError::precondition_failed(
+            "If-Match compares strongly: a weak entity tag (W/) never matches",
+        ));
+    }
     let version = outcome.device.desired_version;
     let response = pending
         .commit(tx, DeviceResponse(StatusCode::OK, outcome.device))

@@ -215,3 +215,41 @@ async fn a_bad_body_answers_422_whatever_if_match_says() {
         expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
 }
+
+/// A patch whose result breaks a rule answers that error under any
+/// `If-Match`, and a weak tag answers 412 only where the write would
+/// succeed, undoing it (found by schemathesis: a NUL key under `W/"21"`
+/// answered 412).
+#[tokio::test]
+async fn preconditions_are_weighed_after_the_write_would_succeed() {
+    let (app, key) = app_with_device(Some(json!({"a": 1}))).await;
+    let patch = |if_match: &'static str, body: &'static str, path: &'static str| {
+        app.request(Method::PATCH, path, Some(&key))
+            .header("content-type", "application/merge-patch+json")
+            .header("if-match", if_match)
+            .body(body)
+            .send()
+    };
+    for if_match in ["W/\"1\"", "\"99\""] {
+        let response = patch(if_match, r#"{"k\u0000": {"x": 1}}"#, PATH)
+            .await
+            .unwrap();
+        expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let missing = "/v1/tenants/acme/devices/nope/desired";
+    let response = patch("W/\"1\"", r#"{"a": 2}"#, missing).await.unwrap();
+    expect_problem(response, StatusCode::NOT_FOUND).await;
+
+    let response = patch("W/\"1\"", r#"{"a": 2}"#, PATH).await.unwrap();
+    expect_problem(response, StatusCode::PRECONDITION_FAILED).await;
+    let device = app
+        .send(Method::GET, "/v1/tenants/acme/devices/d1", Some(&key), None)
+        .await;
+    let device = expect_json(device, StatusCode::OK).await;
+    assert_eq!(
+        device["desired"],
+        json!({"a": 1}),
+        "the weak tag undid the write"
+    );
+    assert_eq!(outbox_versions(&app).await, [1]);
+}
