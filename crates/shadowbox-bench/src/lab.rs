@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context as _, bail};
+use shadowbox_mqtt::Protocol;
 use shadowbox_testkit::{Mosquitto, MosquittoConfig, PrivatePostgres};
 use sqlx::PgPool;
 
@@ -24,6 +25,7 @@ pub struct Lab {
     logs: PathBuf,
     postmaster: u32,
     mosquitto: u32,
+    protocol: Protocol,
 }
 
 impl Lab {
@@ -33,7 +35,7 @@ impl Lab {
         clippy::disallowed_methods,
         reason = "ALTER SYSTEM takes no bind parameters; the values are this benchmark's constants and its log folder"
     )]
-    pub async fn start(binary: PathBuf, logs: PathBuf) -> anyhow::Result<Self> {
+    pub async fn start(binary: PathBuf, logs: PathBuf, protocol: Protocol) -> anyhow::Result<Self> {
         if !binary.is_file() {
             bail!(
                 "{} is missing: run scripts/bench.sh, which builds it",
@@ -94,7 +96,13 @@ impl Lab {
             logs,
             postmaster,
             mosquitto,
+            protocol,
         })
+    }
+
+    /// The MQTT version every `serve` of this run speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// `mqtt://127.0.0.1:<port>` of the private broker.

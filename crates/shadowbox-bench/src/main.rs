@@ -32,6 +32,7 @@ use serde_json::json;
 use crate::lab::Lab;
 use crate::machine::Machine;
 use crate::profile::Profile;
+use shadowbox_mqtt::Protocol;
 
 /// End-to-end benchmark of shadowbox: every headline figure beside the
 /// same machine's limit, measured in the same run.
@@ -48,6 +49,15 @@ struct Args {
     /// The `shadowbox` binary under test.
     #[arg(long, default_value = "target/release/shadowbox")]
     shadowbox: PathBuf,
+    /// The MQTT version `serve` speaks to the broker
+    /// (`SHADOWBOX_MQTT_PROTOCOL`): 5 or 3.1.1. The load generator's own
+    /// clients (raw rates, devices) speak 3.1.1 either way.
+    #[arg(long, default_value = "5")]
+    protocol: Protocol,
+    /// Only these figures (comma-separated: writes, latency, drain, ingest,
+    /// scale, memory); every one by default.
+    #[arg(long, value_delimiter = ',', value_parser = figures::NAMES)]
+    only: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,14 +87,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
     eprintln!(
-        "==> shadowbox-bench{}: {} cores, {} MiB, load {}",
+        "==> shadowbox-bench{} --protocol {}: {} cores, {} MiB, load {}",
         if profile.quick { " --quick" } else { "" },
+        args.protocol,
         machine.cores,
         machine.memory_mib,
         machine.load_average
     );
-    let lab = Lab::start(args.shadowbox.clone(), args.out.join("logs")).await?;
-    let figures = figures::run(&lab, &profile, |figure| {
+    let lab = Lab::start(args.shadowbox.clone(), args.out.join("logs"), args.protocol).await?;
+    let figures = figures::run(&lab, &profile, &args.only, |figure| {
         print!("{}", report::table(&figure.rows));
     })
     .await?;
@@ -99,6 +110,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "date": date.to_rfc3339(),
             "command": command,
             "machine": machine,
+            "mqtt_protocol": args.protocol.to_string(),
             "load_average_after": machine::load_average(),
             "seconds": started.elapsed().as_secs_f64(),
             "profile": profile,
@@ -106,8 +118,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }),
     )?;
     println!(
-        "\nshadowbox-bench {} on {} cores / {} MiB ({}), {:.0} s:\n",
+        "\nshadowbox-bench {} (MQTT {}) on {} cores / {} MiB ({}), {:.0} s:\n",
         date.format("%Y-%m-%d %H:%M UTC"),
+        args.protocol,
         machine.cores,
         machine.memory_mib,
         machine.cpu_model,

@@ -3,6 +3,7 @@
 //! stopped with SIGTERM, and killed by its guard whatever happens.
 
 use std::fs::File;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ pub struct Serve {
     child: Child,
     base: String,
     name: String,
+    log: PathBuf,
 }
 
 impl Serve {
@@ -38,11 +40,14 @@ impl Serve {
             .arg("serve")
             .env("DATABASE_URL", lab.database_url(db))
             .env("MQTT_URL", lab.mqtt_url())
+            .env("SHADOWBOX_MQTT_PROTOCOL", lab.protocol().to_string())
             .env("SHADOWBOX_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("SHADOWBOX_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SHADOWBOX_INGEST_CLIENT_ID", format!("bench-ingest-{name}"))
             .env("SHADOWBOX_RELAY_CLIENT_ID", format!("bench-relay-{name}"))
-            .env("RUST_LOG", "warn")
+            // The relay's "connected" line states its in-flight window.
+            .env("RUST_LOG", "warn,shadowbox_relay::publisher=info")
+            .env("SHADOWBOX_LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).with_context(|| format!("create {}", log.display()))?)
@@ -52,6 +57,7 @@ impl Serve {
             child,
             base: format!("http://127.0.0.1:{port}"),
             name: name.to_owned(),
+            log: log.clone(),
         };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + PATIENCE;
@@ -73,6 +79,19 @@ impl Serve {
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The relay's in-flight window (publishes awaiting their PUBACK), as
+    /// its last connection to the broker set it: its own
+    /// `SHADOWBOX_RELAY_MAX_IN_FLIGHT`, under MQTT 5 at most the broker's
+    /// receive maximum. `None` if the log does not say.
+    pub fn relay_in_flight_window(&self) -> Option<u64> {
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        log.lines()
+            .rev()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["message"] == "connected to the broker")
+            .find_map(|line| line["in_flight_window"].as_u64())
     }
 
     /// Its process id, for CPU accounting.

@@ -48,7 +48,7 @@ pub use db::TestDb;
 pub use fleet::{Fleet, set_desired_version};
 pub use logs::init_logs;
 pub use metrics::metric_value;
-pub use mosquitto::{Mosquitto, MosquittoConfig, MosquittoTls};
+pub use mosquitto::{MAX_INFLIGHT_MESSAGES, Mosquitto, MosquittoConfig, MosquittoTls};
 pub use nats::NatsCluster;
 pub use postgres::PrivatePostgres;
 pub use process::{free_port, wait_for_port};

@@ -31,6 +31,11 @@ pub struct MosquittoTls {
     pub require_client_certificate: bool,
 }
 
+/// The private brokers' `max_inflight_messages`: unacknowledged QoS 1
+/// messages per client both ways, and the receive maximum they announce to
+/// MQTT 5 clients. 2000 lets the relay use its default window.
+pub const MAX_INFLIGHT_MESSAGES: u16 = 2000;
+
 /// A private broker on a free port, killed when dropped.
 pub struct Mosquitto {
     port: u16,
@@ -49,11 +54,9 @@ impl Mosquitto {
     pub fn start_with(config: MosquittoConfig) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        // max_inflight_messages is also the receive maximum announced to
-        // MQTT 5 clients: 2000 lets the relay use its default window.
         let mut conf = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\n\
-             max_inflight_messages 2000\nmax_queued_messages 100000\n\
+             max_inflight_messages {MAX_INFLIGHT_MESSAGES}\nmax_queued_messages 100000\n\
              log_dest file {log}\nlog_type error\nlog_type warning\nlog_type notice\n",
             log = dir.path().join("mosquitto.log").display()
         );

@@ -129,10 +129,10 @@ pub async fn ingest(
 }
 
 /// The table row.
-pub fn row(ingest: &Pass, raw: &Pass, devices: u64) -> Row {
+pub fn row(label: &str, ingest: &Pass, raw: &Pass, devices: u64) -> Row {
     Row {
         figure: format!(
-            "4 ingest: {} messages over {} devices",
+            "{label}: {} messages over {} devices",
             count(ingest.messages as f64),
             count(devices as f64)
         ),

@@ -8,7 +8,8 @@
 //! 6. peak RSS of every `serve` (here).
 //!
 //! Figures 1 to 4 share one database and one `serve`; each scale-curve
-//! fleet has its own.
+//! fleet has its own. `--only` measures some of them; the drain and
+//! ingest rows name the MQTT version and in-flight window they ran with.
 
 pub mod drain;
 pub mod ingest;
@@ -24,6 +25,7 @@ use crate::lab::Lab;
 use crate::profile::Profile;
 use crate::report::{Figure, Row, count};
 use crate::serve::Serve;
+use shadowbox_mqtt::Protocol;
 
 /// The database of figures 1 to 4.
 const DB: &str = "bench";
@@ -34,156 +36,223 @@ const INGEST: &str = "ingest";
 const DRAIN: &str = "drain";
 const DRAIN_WIDE: &str = "drainwide";
 
-/// Measures every figure; `done` gets each one as soon as it is measured.
+/// The figures' names, for `--only`.
+pub const NAMES: [&str; 6] = ["writes", "latency", "drain", "ingest", "scale", "memory"];
+
+/// How the relay's and the ingester's broker connection runs, for the
+/// drain and ingest figures' labels: `(MQTT 5, in-flight 2000)`.
+fn relay_connection(lab: &Lab, serve: &Serve) -> String {
+    let window = serve
+        .relay_in_flight_window()
+        .map_or_else(|| "unknown".to_owned(), |w| w.to_string());
+    format!("MQTT {}, in-flight {window}", lab.protocol())
+}
+
+/// Under MQTT 5 the ingester announces a receive maximum of its batch
+/// size; under 3.1.1 the broker's `max_inflight_messages` bounds what it
+/// sends unacknowledged.
+fn ingest_connection(lab: &Lab) -> String {
+    let window = match lab.protocol() {
+        Protocol::V5 => shadowbox_ingest::DEFAULT_BATCH_SIZE,
+        Protocol::V311 => usize::from(shadowbox_testkit::MAX_INFLIGHT_MESSAGES),
+    };
+    format!("MQTT {}, in-flight {window}", lab.protocol())
+}
+
+/// Measures the figures named in `only` (every one when it is empty);
+/// `done` gets each one as soon as it is measured.
 pub async fn run(
     lab: &Lab,
     profile: &Profile,
+    only: &[String],
     mut done: impl FnMut(&Figure),
 ) -> anyhow::Result<Vec<Figure>> {
+    let wants = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let mut figures = Vec::new();
     let mut record = |figure: Figure| {
         done(&figure);
         figures.push(figure);
     };
-    let devices = profile.devices;
-    eprintln!("==> set-up: database {DB}, {devices} devices per tenant");
-    let pool = lab.create_database(DB).await?;
-    for (tenant, n) in [
-        (WRITES, devices),
-        (LATENCY, devices),
-        (INGEST, devices),
-        (DRAIN, profile.backlog_devices),
-        (DRAIN_WIDE, profile.backlog_rows),
-    ] {
-        fleet::create(&pool, tenant, n).await?;
+    let mut raw = None;
+    let mut peaks = Vec::new();
+    if ["writes", "latency", "drain", "ingest"]
+        .iter()
+        .any(|f| wants(f))
+    {
+        let devices = profile.devices;
+        eprintln!("==> set-up: database {DB}, {devices} devices per tenant");
+        let pool = lab.create_database(DB).await?;
+        for (tenant, n) in [
+            (WRITES, devices),
+            (LATENCY, devices),
+            (INGEST, devices),
+            (DRAIN, profile.backlog_devices),
+            (DRAIN_WIDE, profile.backlog_rows),
+        ] {
+            fleet::create(&pool, tenant, n).await?;
+        }
+        fleet::vacuum(&pool).await?;
+
+        let serve = Serve::start(lab, DB, "main").await?;
+        let watched = lab.watched(Some(serve.pid()));
+        if wants("writes") {
+            eprintln!(
+                "==> 1 desired writes: pgbench at {:?} clients",
+                profile.clients
+            );
+            let limits = writes::limits(
+                lab,
+                &watched,
+                DB,
+                WRITES,
+                devices,
+                &profile.clients,
+                profile.window,
+            )
+            .await?;
+            let key = fleet::api_key(serve.base_url(), WRITES).await?;
+            let api = DesiredApi::new(serve.base_url(), WRITES, &key)?;
+            eprintln!(
+                "==> 1 desired writes: the API at {:?} clients",
+                profile.clients
+            );
+            let measured = writes::measure(
+                &api,
+                &watched,
+                devices,
+                &profile.clients,
+                profile.warmup,
+                profile.window,
+            )
+            .await;
+            record(Figure {
+                name: "writes",
+                rows: writes::rows("1 desired writes", &limits, &measured),
+                detail: json!({"devices": devices, "pgbench": limits, "api": measured}),
+            });
+        }
+
+        if wants("latency") {
+            eprintln!(
+                "==> 2 commit-to-device latency at {:?} updates/s",
+                profile.rates
+            );
+            let key = fleet::api_key(serve.base_url(), LATENCY).await?;
+            let api = DesiredApi::new(serve.base_url(), LATENCY, &key)?;
+            let points = latency::measure(
+                &api,
+                lab.mqtt_port(),
+                &watched,
+                LATENCY,
+                devices,
+                &profile.rates,
+                profile.rate_window,
+            )
+            .await?;
+            record(Figure {
+                name: "latency",
+                rows: latency::rows(&points),
+                detail: json!({"devices": devices, "points": points}),
+            });
+        }
+
+        if wants("drain") || wants("scale") {
+            raw = Some(drain::raw(lab.mqtt_port(), &watched, profile.backlog_rows).await?);
+        }
+        if let (true, Some(raw)) = (wants("drain"), &raw) {
+            eprintln!("==> 3 relay drain");
+            let coalesced = drain::drain(
+                &pool,
+                &watched,
+                DRAIN,
+                profile.backlog_devices,
+                profile.backlog_rows,
+            )
+            .await?;
+            let wide = drain::drain(
+                &pool,
+                &watched,
+                DRAIN_WIDE,
+                profile.backlog_rows,
+                profile.backlog_rows,
+            )
+            .await?;
+            let connection = relay_connection(lab, &serve);
+            let label = format!("3 relay drain ({connection})");
+            record(Figure {
+                name: "drain",
+                rows: vec![
+                    drain::row(&label, &coalesced, raw),
+                    drain::row(&label, &wide, raw),
+                ],
+                detail: json!({
+                    "connection": connection,
+                    "raw": raw,
+                    "coalesced": coalesced,
+                    "one_row_per_device": wide,
+                }),
+            });
+        }
+
+        if wants("ingest") {
+            eprintln!("==> 4 ingest");
+            let raw_in = ingest::raw(
+                lab.mqtt_port(),
+                &watched,
+                devices,
+                profile.reported_messages,
+            )
+            .await?;
+            let pass = ingest::ingest(
+                &pool,
+                lab.mqtt_port(),
+                &watched,
+                INGEST,
+                devices,
+                profile.reported_messages,
+            )
+            .await?;
+            let connection = ingest_connection(lab);
+            record(Figure {
+                name: "ingest",
+                rows: vec![ingest::row(
+                    &format!("4 ingest ({connection})"),
+                    &pass,
+                    &raw_in,
+                    devices,
+                )],
+                detail: json!({
+                    "connection": connection,
+                    "devices": devices,
+                    "raw": raw_in,
+                    "ingest": pass,
+                }),
+            });
+        }
+        peaks.push(("figures 1-4".to_owned(), serve.stop().await?));
+        pool.close().await;
     }
-    fleet::vacuum(&pool).await?;
 
-    let serve = Serve::start(lab, DB, "main").await?;
-    let watched = lab.watched(Some(serve.pid()));
-    eprintln!(
-        "==> 1 desired writes: pgbench at {:?} clients",
-        profile.clients
-    );
-    let limits = writes::limits(
-        lab,
-        &watched,
-        DB,
-        WRITES,
-        devices,
-        &profile.clients,
-        profile.window,
-    )
-    .await?;
-    let key = fleet::api_key(serve.base_url(), WRITES).await?;
-    let api = DesiredApi::new(serve.base_url(), WRITES, &key)?;
-    eprintln!(
-        "==> 1 desired writes: the API at {:?} clients",
-        profile.clients
-    );
-    let measured = writes::measure(
-        &api,
-        &watched,
-        devices,
-        &profile.clients,
-        profile.warmup,
-        profile.window,
-    )
-    .await;
-    record(Figure {
-        name: "writes",
-        rows: writes::rows("1 desired writes", &limits, &measured),
-        detail: json!({"devices": devices, "pgbench": limits, "api": measured}),
-    });
-
-    eprintln!(
-        "==> 2 commit-to-device latency at {:?} updates/s",
-        profile.rates
-    );
-    let key = fleet::api_key(serve.base_url(), LATENCY).await?;
-    let api = DesiredApi::new(serve.base_url(), LATENCY, &key)?;
-    let points = latency::measure(
-        &api,
-        lab.mqtt_port(),
-        &watched,
-        LATENCY,
-        devices,
-        &profile.rates,
-        profile.rate_window,
-    )
-    .await?;
-    record(Figure {
-        name: "latency",
-        rows: latency::rows(&points),
-        detail: json!({"devices": devices, "points": points}),
-    });
-
-    eprintln!("==> 3 relay drain");
-    let raw = drain::raw(lab.mqtt_port(), &watched, profile.backlog_rows).await?;
-    let coalesced = drain::drain(
-        &pool,
-        &watched,
-        DRAIN,
-        profile.backlog_devices,
-        profile.backlog_rows,
-    )
-    .await?;
-    let wide = drain::drain(
-        &pool,
-        &watched,
-        DRAIN_WIDE,
-        profile.backlog_rows,
-        profile.backlog_rows,
-    )
-    .await?;
-    record(Figure {
-        name: "drain",
-        rows: vec![
-            drain::row("3 relay drain", &coalesced, &raw),
-            drain::row("3 relay drain", &wide, &raw),
-        ],
-        detail: json!({"raw": raw, "coalesced": coalesced, "one_row_per_device": wide}),
-    });
-
-    eprintln!("==> 4 ingest");
-    let raw_in = ingest::raw(
-        lab.mqtt_port(),
-        &watched,
-        devices,
-        profile.reported_messages,
-    )
-    .await?;
-    let pass = ingest::ingest(
-        &pool,
-        lab.mqtt_port(),
-        &watched,
-        INGEST,
-        devices,
-        profile.reported_messages,
-    )
-    .await?;
-    record(Figure {
-        name: "ingest",
-        rows: vec![ingest::row(&pass, &raw_in, devices)],
-        detail: json!({"devices": devices, "raw": raw_in, "ingest": pass}),
-    });
-    let main_peak = serve.stop().await?;
-    pool.close().await;
-
-    let points = scale::measure(lab, profile).await?;
-    record(Figure {
-        name: "scale",
-        rows: scale::rows(&points, &raw),
-        detail: json!({"raw_publishes_per_second": raw.per_second, "points": points}),
-    });
-
-    let mut peaks = vec![("figures 1-4".to_owned(), main_peak)];
-    peaks.extend(
-        points
-            .iter()
-            .map(|p| (format!("scale {} devices", p.devices), p.peak_rss_kib)),
-    );
-    record(memory(&peaks));
+    if wants("scale") {
+        let raw = match raw {
+            Some(raw) => raw,
+            None => drain::raw(lab.mqtt_port(), &lab.watched(None), profile.backlog_rows).await?,
+        };
+        let points = scale::measure(lab, profile).await?;
+        record(Figure {
+            name: "scale",
+            rows: scale::rows(&points, &raw),
+            detail: json!({"raw_publishes_per_second": raw.per_second, "points": points}),
+        });
+        peaks.extend(
+            points
+                .iter()
+                .map(|p| (format!("scale {} devices", p.devices), p.peak_rss_kib)),
+        );
+    }
+    if wants("memory") && !peaks.is_empty() {
+        record(memory(&peaks));
+    }
     Ok(figures)
 }
 
