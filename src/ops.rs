@@ -9,6 +9,7 @@ use clap::Subcommand;
 use shadowbox_core::{DeviceId, DeviceStatus, OutboxStatus, TenantId};
 use shadowbox_db::devices::{CurrentRejection, DeviceFilter, DeviceRecord, list_devices};
 use shadowbox_db::outbox::{self, OutboxFilter};
+use shadowbox_relay::reconcile::{self, PassOptions, RetainedReader};
 use sqlx::PgPool;
 
 use crate::CommonArgs;
@@ -88,6 +89,24 @@ pub enum OutboxCommand {
         #[arg(long)]
         tenant: Option<TenantId>,
         /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the broker's retained desired messages with the database
+    /// once (of `--tenant`, or all) and republish what differs, as the
+    /// relays do every SHADOWBOX_RECONCILE_INTERVAL; prints every
+    /// difference (a `newer` one means a client other than shadowbox
+    /// publishes desired state).
+    Reconcile {
+        /// Only this tenant's devices.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Report the differences, republish nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        slice: crate::roles::ReconcileSliceArg,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -311,12 +330,85 @@ pub async fn outbox(common: &CommonArgs, command: OutboxCommand) -> anyhow::Resu
             let enqueued = outbox::resync(&pool, tenant.as_ref()).await?;
             report(json, "enqueued", enqueued, "rows enqueued")?;
         }
+        OutboxCommand::Reconcile {
+            tenant,
+            dry_run,
+            slice,
+            json,
+        } => {
+            let options = PassOptions {
+                tenant,
+                slice: slice.reconcile_slice.max(1),
+                dry_run,
+            };
+            let mut reader =
+                RetainedReader::connect_first(&common.mqtt()?, "shadowbox-reconcile").await?;
+            let report = reconcile::pass(&pool, &mut reader, &options).await;
+            reader.close().await;
+            let report = report?;
+            if json {
+                return print_json(&report);
+            }
+            print_reconcile(&report);
+        }
         OutboxCommand::Purge { older_than, json } => {
             let deleted = outbox::purge_finished(&pool, ago(older_than)?, 1000).await?;
             report(json, "deleted", deleted, "finished rows deleted")?;
         }
     }
     Ok(())
+}
+
+fn print_reconcile(report: &reconcile::PassReport) {
+    if !report.differences.is_empty() {
+        println!(
+            "{:<16} {:<24} {:<12} {:>16} {:>16} STATUS",
+            "TENANT", "DEVICE", "KIND", "RETAINED_VERSION", "DATABASE_VERSION"
+        );
+        for d in &report.differences {
+            let retained = d.retained_version.map(|v| v.to_string());
+            println!(
+                "{:<16} {:<24} {:<12} {:>16} {:>16} {}",
+                d.tenant_id,
+                d.device_id,
+                d.kind.label(),
+                retained.as_deref().unwrap_or("-"),
+                d.database_version,
+                d.status
+            );
+        }
+    }
+    let kinds: Vec<String> = report
+        .by_kind
+        .iter()
+        .map(|(kind, n)| format!("{} {n}", kind.label()))
+        .collect();
+    println!(
+        "{} devices of {} tenants checked on {} in {} ms: {} differences{}; {} republished{}",
+        report.devices,
+        report.tenants,
+        report.broker,
+        report.duration_ms,
+        report.differences.len(),
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        },
+        report.republished,
+        if report.dry_run { " (dry run)" } else { "" }
+    );
+    println!(
+        "not judged: {} in flight, {} dead, {} unread; {} unknown retained topics; busy tenants: {}",
+        report.in_flight,
+        report.dead,
+        report.unread,
+        report.unknown,
+        report.busy_tenants.len()
+    );
+    for failure in &report.failed_tenants {
+        println!("tenant {} failed: {}", failure.tenant_id, failure.error);
+    }
 }
 
 /// Runs a `tenant` command.

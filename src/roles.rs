@@ -135,6 +135,28 @@ pub struct RelayArgs {
         value_parser = duration
     )]
     pub history_retention: Duration,
+    /// Compare the broker's retained desired messages with the database
+    /// this often (and after every reconnect), republishing what differs
+    /// (0s: never).
+    #[arg(
+        long,
+        env = "SHADOWBOX_RECONCILE_INTERVAL",
+        default_value = default_duration(shadowbox_relay::DEFAULT_RECONCILE_INTERVAL),
+        value_parser = duration
+    )]
+    pub reconcile_interval: Duration,
+    #[command(flatten)]
+    pub reconcile_slice: ReconcileSliceArg,
+}
+
+/// How many device topics a reconcile pass reads from the broker at once.
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileSliceArg {
+    /// Device topics a reconcile pass reads from the broker at once: at
+    /// most half the broker's queue limit for one client (Mosquitto
+    /// `max_queued_messages`).
+    #[arg(long, env = "SHADOWBOX_RECONCILE_SLICE", default_value_t = shadowbox_relay::DEFAULT_RECONCILE_SLICE)]
+    pub reconcile_slice: usize,
 }
 
 impl RelayArgs {
@@ -156,6 +178,8 @@ impl RelayArgs {
         settings.republish_after_interruption = self.relay_republish_after;
         settings.retention = Some(self.outbox_retention).filter(|d| !d.is_zero());
         settings.history_retention = Some(self.history_retention).filter(|d| !d.is_zero());
+        settings.reconcile_interval = Some(self.reconcile_interval).filter(|d| !d.is_zero());
+        settings.reconcile_slice = self.reconcile_slice.reconcile_slice.max(1);
         settings
     }
 }

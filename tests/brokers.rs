@@ -172,6 +172,9 @@ async fn after_a_failover_to_a_broker_without_the_retained_state_outbox_resync_r
             .arg("relay")
             .env("DATABASE_URL", &db.url)
             .env("MQTT_URL", format!("{},{}", first.url(), second.url()))
+            // Without the reconcile pass, which would repair the second
+            // broker right after the switch by itself (crates/shadowbox-relay/tests/reconcile.rs).
+            .env("SHADOWBOX_RECONCILE_INTERVAL", "0s")
             .env("SHADOWBOX_LOG_FORMAT", "json")
             .env("RUST_LOG", "warn,shadowbox_relay=info"),
     );

@@ -6,7 +6,8 @@ use std::process::Command;
 use serde_json::{Value, json};
 use shadowbox_core::payload::Rejection;
 use shadowbox_db::reported::{ReceivedRejection, ReportedState, ReportedUpdate, apply_reported};
-use shadowbox_testkit::{Fleet, PATIENCE, TestDb, free_port, run_bounded};
+use shadowbox_testkit::mqtt::Client;
+use shadowbox_testkit::{Fleet, Mosquitto, PATIENCE, TestDb, free_port, run_bounded};
 
 /// Runs `shadowbox <args>` on `db` and parses its `--json` output.
 fn shadowbox_json(db: &TestDb, args: &[&str]) -> Value {
@@ -262,6 +263,77 @@ async fn devices_lagging_lists_those_that_have_not_applied_in_time() {
         ],
     );
     assert_eq!(none, json!([]));
+}
+
+/// `outbox reconcile` on a private broker: the dry run lists every
+/// difference (the `newer` one with both versions) and changes nothing;
+/// the real run enqueues one republish per difference and prints a table.
+#[tokio::test]
+async fn reconcile_lists_the_differences_and_a_dry_run_changes_nothing() {
+    let db = TestDb::new().await;
+    let broker = Mosquitto::start();
+    let fleet = Fleet::register(&db, 3).await;
+    for i in 0..3 {
+        fleet.patch(i, json!({"a": i})).await;
+    }
+    // Delivered as far as the database knows; the broker retains only
+    // what the admin client below puts there.
+    sqlx::query("UPDATE outbox SET status = 'delivered', delivered_at = now()")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let admin = Client::connect(&broker.url(), "admin").await;
+    admin
+        .publish_retained(
+            fleet.topic(1),
+            br#"{"desired":{"a":7},"version":7,"timestamp":"2026-11-27T04:00:00.000Z"}"#.to_vec(),
+        )
+        .await;
+    admin.publish_retained(fleet.topic(2), b"{}".to_vec()).await;
+    let reconcile = |extra: &[&str]| {
+        let mut args = vec!["outbox", "reconcile", "--tenant", "acme"];
+        args.extend_from_slice(extra);
+        run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_shadowbox"))
+                .args(&args)
+                .env("DATABASE_URL", &db.url)
+                .env("MQTT_URL", broker.url())
+                .env("RUST_LOG", "warn"),
+            PATIENCE,
+        )
+    };
+
+    let output = reconcile(&["--dry-run", "--json"]);
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["dry_run"], json!(true));
+    assert_eq!(report["republished"], json!(0));
+    assert_eq!(
+        report["by_kind"],
+        json!({"missing": 1, "newer": 1, "malformed": 1})
+    );
+    assert_eq!(
+        report["differences"][1],
+        json!({"tenant_id": "acme", "device_id": "dev-001", "kind": "newer",
+               "retained_version": 7, "database_version": 1, "status": "active"})
+    );
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows().await, 3, "a dry run enqueues nothing");
+
+    let output = reconcile(&[]);
+    assert!(output.status.success(), "{output:?}");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("TENANT") && table.contains("dev-001") && table.contains("newer"),
+        "{table}"
+    );
+    assert!(table.contains("3 differences"), "{table}");
+    assert_eq!(rows().await, 6, "one republish per difference");
 }
 
 /// A duration too long to subtract from now is refused when the command

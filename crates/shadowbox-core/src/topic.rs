@@ -28,6 +28,11 @@ pub fn shadow_topic(tenant: &TenantId, device: &DeviceId, kind: ShadowTopicKind)
     format!("tenant/{tenant}/device/{device}/shadow/{}", kind.suffix())
 }
 
+/// The topic filter matching the desired topic of every device of `tenant`.
+pub fn tenant_desired_filter(tenant: &TenantId) -> String {
+    format!("tenant/{tenant}/device/+/shadow/desired")
+}
+
 /// The MQTT 5 shared-subscription filter through which a group of ingesters
 /// splits the reported traffic.
 pub fn shared_reported_filter(group: &str) -> String {
@@ -115,6 +120,15 @@ mod tests {
             parse_shadow_topic("tenant/acme/device/p u/shadow/reported"),
             Err(TopicError::Device(IdError::BadChar(' ')))
         ));
+    }
+
+    #[test]
+    fn a_tenant_s_desired_filter_matches_its_devices_only() {
+        let t = TenantId::parse("acme").unwrap();
+        assert_eq!(
+            tenant_desired_filter(&t),
+            "tenant/acme/device/+/shadow/desired"
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! - [`outbox`]: the outbox as operators see it (lists, reviving dead rows,
 //!   resync, purge);
 //! - [`relay`]: how relays claim and settle rows;
+//! - [`reconcile`]: what a reconcile pass reads (tenants, their locks, each
+//!   device's state and newest row);
 //! - [`reported`]: the ingester's batched reported-state write;
 //! - `batches`: the retention jobs' delete-in-batches loop.
 //!
@@ -32,6 +34,7 @@ pub mod error;
 pub mod history;
 pub mod idempotency;
 pub mod outbox;
+pub mod reconcile;
 pub mod relay;
 pub mod reported;
 pub mod tenants;

@@ -219,10 +219,9 @@ async fn revive(
     Ok(revived)
 }
 
-/// The resync selection, the one statement: the devices whose current
-/// state resync re-enqueues (decommissioned, or with a desired version),
+/// The resync selection, the one statement: the current state of devices
 /// from `device_state s` `$join`ed as the caller says, then `$tail`
-/// (further `AND` conditions, order, locks).
+/// (conditions, order, locks).
 macro_rules! current_states {
     ($join:tt, $tail:tt $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
@@ -232,7 +231,7 @@ macro_rules! current_states {
                       s.desired_state AS "desired_state: Json<Document>", s.desired_version
                FROM device_state s "#
                 + $join
-                + " WHERE (s.status = 'decommissioned' OR s.desired_version > 0) "
+                + " "
                 + $tail
             $(, $arg)*
         )
@@ -255,7 +254,8 @@ pub async fn resync(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<u6
         let mut tx = pool.begin().await?;
         let page = current_states!(
             "",
-            "AND ($1::text IS NULL OR s.tenant_id = $1)
+            "WHERE (s.status = 'decommissioned' OR s.desired_version > 0)
+               AND ($1::text IS NULL OR s.tenant_id = $1)
              AND (s.tenant_id, s.device_id) > ($2, $3)
              ORDER BY s.tenant_id, s.device_id
              LIMIT $4
@@ -280,9 +280,12 @@ pub async fn resync(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<u6
 }
 
 /// Re-enqueues the current state of the given devices (`(tenant, device)`
-/// pairs), as [`resync`] does for a whole fleet. The relay calls it a while
-/// after a publish was interrupted, so that bytes of that publish arriving
-/// late at the broker cannot leave an older version retained.
+/// pairs), as [`resync`] does for a whole fleet, and a clear for an active
+/// device that has no desired state yet (version 0: nothing should be
+/// retained for it). The relay calls it a while after a publish was
+/// interrupted, so that bytes of that publish arriving late at the broker
+/// cannot leave an older version retained, and for every difference a
+/// reconcile pass finds. It never makes a new desired version.
 pub async fn resync_devices(pool: &PgPool, devices: &[(TenantId, DeviceId)]) -> sqlx::Result<u64> {
     let (tenants, device_ids): (Vec<&str>, Vec<&str>) = devices
         .iter()
@@ -312,13 +315,16 @@ struct CurrentState {
     desired_version: i64,
 }
 
-/// Enqueues each device's current state: its desired document when active,
-/// a clear when decommissioned. The caller holds the devices' row locks.
+/// Enqueues each device's current state: its desired document when active
+/// with a version, a clear when decommissioned or still at version 0. The
+/// caller holds the devices' row locks.
 async fn enqueue_current(conn: &mut PgConnection, devices: &[CurrentState]) -> sqlx::Result<u64> {
     for device in devices {
         let publish = match device.status {
-            DeviceStatus::Active => Publish::Desired(&device.desired_state),
-            DeviceStatus::Decommissioned => Publish::Clear,
+            DeviceStatus::Active if device.desired_version > 0 => {
+                Publish::Desired(&device.desired_state)
+            }
+            DeviceStatus::Active | DeviceStatus::Decommissioned => Publish::Clear,
         };
         enqueue(
             &mut *conn,

@@ -342,6 +342,16 @@ impl Client {
         queued.then_some(()).ok_or(RequestError::Closed)
     }
 
+    /// Unsubscribes from `filter`, waiting for room in the queue.
+    pub async fn unsubscribe(&self, filter: &str) -> Result<(), RequestError> {
+        check_filter(filter)?;
+        let queued = match &self.inner {
+            ClientInner::V311(c) => c.unsubscribe(filter).await.is_ok(),
+            ClientInner::V5(c) => c.unsubscribe(filter).await.is_ok(),
+        };
+        queued.then_some(()).ok_or(RequestError::Closed)
+    }
+
     /// Queues the PUBACK of `message` (with manual acks).
     pub fn try_ack(&self, message: &Message) -> Result<(), RequestError> {
         let queued = match (&self.inner, &*message.raw) {

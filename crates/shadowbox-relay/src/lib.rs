@@ -13,12 +13,16 @@
 //!   an overdue PUBACK;
 //! - [`retention`]: deletes old finished rows, old desired history and
 //!   expired idempotency keys in small batches;
+//! - [`reconcile`]: compares the broker's retained desired messages with
+//!   the database every reconcile interval and after every reconnect,
+//!   and republishes what differs;
 //! - [`metrics`]: what the relay counts.
 //!
 //! Depends on `shadowbox-core`, `shadowbox-db` and `shadowbox-mqtt`.
 
 pub mod metrics;
 pub mod publisher;
+pub mod reconcile;
 pub mod retention;
 pub mod settings;
 pub mod wake;
@@ -28,8 +32,9 @@ pub use metrics::RelayMetrics;
 pub use settings::{
     DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH_SIZE, DEFAULT_HISTORY_RETENTION, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PACKET_BYTES, DEFAULT_POLL_INTERVAL,
-    DEFAULT_REFUSAL_BACKOFF_BASE, DEFAULT_REFUSAL_BACKOFF_MAX, DEFAULT_REPUBLISH_AFTER,
-    DEFAULT_RETENTION, DEFAULT_WORKERS, RelaySettings,
+    DEFAULT_RECONCILE_INTERVAL, DEFAULT_RECONCILE_SLICE, DEFAULT_REFUSAL_BACKOFF_BASE,
+    DEFAULT_REFUSAL_BACKOFF_MAX, DEFAULT_REPUBLISH_AFTER, DEFAULT_RETENTION, DEFAULT_WORKERS,
+    RelaySettings,
 };
 
 use std::sync::Arc;
@@ -80,8 +85,15 @@ pub async fn run(
         shutdown.clone(),
     ));
     tasks.spawn(metrics::watch_connection(
-        publisher.connection(),
+        publisher.broker(),
         metrics.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(reconcile::run(
+        pool.clone(),
+        settings.clone(),
+        metrics.clone(),
+        publisher.broker(),
         shutdown.clone(),
     ));
     tasks.spawn(metrics::watch_backlog(

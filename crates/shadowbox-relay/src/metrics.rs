@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -11,15 +11,78 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use shadowbox_core::convergence::CONVERGENCE_BUCKETS_SECONDS;
+use shadowbox_mqtt::BrokerAddress;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::reconcile::PassReport;
 
 /// A failure label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     /// `interrupted` (connection lost or PUBACK overdue) or `rejected`.
     pub reason: String,
+}
+
+/// A reconcile difference label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DifferenceLabels {
+    /// `missing`, `older`, `newer`, `malformed`, `not_cleared`, or
+    /// `unknown` (a device the database does not know: never touched).
+    pub kind: String,
+}
+
+/// What the reconciler counts, under `shadowbox_reconcile_`.
+#[derive(Default)]
+pub struct ReconcileMetrics {
+    /// Retained messages found different from the database, by kind.
+    pub differences: Family<DifferenceLabels, Counter>,
+    /// Finished passes.
+    pub passes: Counter,
+    /// When the last pass finished (Unix seconds).
+    pub last_pass: Gauge<f64, AtomicU64>,
+}
+
+impl ReconcileMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("shadowbox_reconcile");
+        r.register(
+            "differences",
+            "Retained desired messages a reconcile pass found different from the database, by kind (unknown: never touched)",
+            self.differences.clone(),
+        );
+        r.register("passes", "Finished reconcile passes", self.passes.clone());
+        r.register(
+            "last_pass_timestamp_seconds",
+            "When the last reconcile pass finished",
+            self.last_pass.clone(),
+        );
+    }
+
+    /// The difference counter for `kind`.
+    pub fn difference(&self, kind: &str) -> Counter {
+        self.differences
+            .get_or_create(&DifferenceLabels {
+                kind: kind.to_owned(),
+            })
+            .clone()
+    }
+
+    /// Counts a finished pass.
+    pub fn record(&self, report: &PassReport) {
+        self.passes.inc();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        self.last_pass.set(now.as_secs_f64());
+        for (kind, count) in &report.by_kind {
+            self.difference(kind.label()).inc_by(*count);
+        }
+        if report.unknown > 0 {
+            self.difference("unknown").inc_by(report.unknown);
+        }
+    }
 }
 
 /// What the relay counts.
@@ -46,10 +109,13 @@ pub struct RelayMetrics {
     /// Seconds from the row's creation (its transaction's start) to its
     /// PUBACK, in the convergence buckets (10 ms to 1 h).
     pub commit_to_puback: Histogram,
+    /// The reconciler's counts.
+    pub reconcile: ReconcileMetrics,
 }
 
 impl RelayMetrics {
-    /// Creates the metrics and registers them under `shadowbox_relay_`.
+    /// Creates the metrics and registers them under `shadowbox_relay_`
+    /// (the reconciler's under `shadowbox_reconcile_`).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             delivered: Counter::default(),
@@ -62,7 +128,9 @@ impl RelayMetrics {
             connected: Gauge::default(),
             publish_to_puback: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_to_puback: Histogram::new(CONVERGENCE_BUCKETS_SECONDS),
+            reconcile: ReconcileMetrics::default(),
         };
+        metrics.reconcile.register(registry);
         let r = registry.sub_registry_with_prefix("shadowbox_relay");
         r.register(
             "delivered",
@@ -126,14 +194,14 @@ impl RelayMetrics {
 /// Keeps the `connected` gauge equal to the broker connection's state
 /// (`connection`, the publisher's) until `shutdown`.
 pub async fn watch_connection(
-    mut connection: watch::Receiver<bool>,
+    mut connection: watch::Receiver<Option<BrokerAddress>>,
     metrics: Arc<RelayMetrics>,
     shutdown: CancellationToken,
 ) {
     loop {
         metrics
             .connected
-            .set(i64::from(*connection.borrow_and_update()));
+            .set(i64::from(connection.borrow_and_update().is_some()));
         tokio::select! {
             changed = connection.changed() => if changed.is_err() { return },
             () = shutdown.cancelled() => return,

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shadowbox_mqtt::{
-    ConnAck, ConnectionError, Event, EventLoop, Failover, ReasonCode, RequestError, SessionOptions,
-    Verdict, publish_packet_size,
+    BrokerAddress, ConnAck, ConnectionError, Event, EventLoop, Failover, ReasonCode, RequestError,
+    SessionOptions, Verdict, publish_packet_size,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -84,14 +84,14 @@ struct Request {
 #[derive(Clone)]
 pub struct Publisher {
     requests: mpsc::Sender<Request>,
-    connected: watch::Receiver<bool>,
+    connected: watch::Receiver<Option<BrokerAddress>>,
 }
 
 impl Publisher {
     /// Starts the connection task on `tasks`; it runs until `stop`.
     pub fn start(settings: &RelaySettings, tasks: &TaskTracker, stop: CancellationToken) -> Self {
         let (requests, rx) = mpsc::channel(settings.max_in_flight);
-        let (connected_tx, connected) = watch::channel(false);
+        let (connected_tx, connected) = watch::channel(None);
         tasks.spawn(
             Connection {
                 settings: Arc::new(settings.clone()),
@@ -112,13 +112,14 @@ impl Publisher {
     pub async fn wait_connected(&self, cancel: &CancellationToken) -> bool {
         let mut connected = self.connected.clone();
         tokio::select! {
-            up = connected.wait_for(|up| *up) => up.is_ok(),
+            up = connected.wait_for(Option::is_some) => up.is_ok(),
             () = cancel.cancelled() => false,
         }
     }
 
-    /// The connection's state: `true` while connected to a broker.
-    pub fn connection(&self) -> watch::Receiver<bool> {
+    /// The broker the connection is up on, `None` while it is down; every
+    /// (re)connection is a change.
+    pub fn broker(&self) -> watch::Receiver<Option<BrokerAddress>> {
         self.connected.clone()
     }
 
@@ -220,7 +221,7 @@ impl InFlightBook {
 struct Connection {
     settings: Arc<RelaySettings>,
     requests: mpsc::Receiver<Request>,
-    connected: watch::Sender<bool>,
+    connected: watch::Sender<Option<BrokerAddress>>,
     stop: CancellationToken,
 }
 
@@ -327,9 +328,9 @@ impl Connection {
             max_packet_bytes = limits.max_packet,
             "connected to the broker"
         );
-        self.connected.send_replace(true);
+        self.connected.send_replace(Some(broker));
         let end = self.serve(&client, &mut events, limits).await;
-        self.connected.send_replace(false);
+        self.connected.send_replace(None);
         if matches!(end, End::Stopped) {
             // Let the event loop send the DISCONNECT before it is dropped.
             let _ = client.disconnect().await;

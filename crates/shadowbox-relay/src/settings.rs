@@ -41,6 +41,16 @@ pub const DEFAULT_REFUSAL_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
 /// interrupted connection by then.
 pub const DEFAULT_REPUBLISH_AFTER: Duration = Duration::from_secs(30);
 
+/// How often the relay reconciles the broker's retained state with the
+/// database unless told otherwise (also after every reconnect).
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// Most device topics a reconcile pass reads from the broker at once
+/// unless told otherwise: half of Debian's Mosquitto `max_queued_messages`
+/// (1000), so a read's retained burst and the live publishes meanwhile fit
+/// in the broker's queue for the reading client.
+pub const DEFAULT_RECONCILE_SLICE: usize = 500;
+
 /// How long finished rows are kept unless told otherwise.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -93,6 +103,12 @@ pub struct RelaySettings {
     pub history_retention: Option<Duration>,
     /// How often the retention job runs.
     pub retention_interval: Duration,
+    /// How often the broker's retained desired messages are reconciled
+    /// with the database (also after every reconnect); `None`: never.
+    pub reconcile_interval: Option<Duration>,
+    /// Most device topics read from the broker at once; at most half the
+    /// broker's queue limit for one client (Mosquitto `max_queued_messages`).
+    pub reconcile_slice: usize,
 }
 
 impl RelaySettings {
@@ -117,6 +133,8 @@ impl RelaySettings {
             retention: Some(DEFAULT_RETENTION),
             history_retention: Some(DEFAULT_HISTORY_RETENTION),
             retention_interval: DEFAULT_RETENTION_INTERVAL,
+            reconcile_interval: Some(DEFAULT_RECONCILE_INTERVAL),
+            reconcile_slice: DEFAULT_RECONCILE_SLICE,
         }
     }
 
