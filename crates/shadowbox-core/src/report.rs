@@ -43,3 +43,16 @@ text_enum!(
         Ignored = "ignored",
     }
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_other_than_the_variant_s_is_the_one_spelled_everywhere() {
+        let no_report = ReportedOutcome::NoReport;
+        assert_eq!(no_report.as_str(), "rejection");
+        assert_eq!(serde_json::to_string(&no_report).unwrap(), "\"rejection\"");
+        assert_eq!("rejection".parse(), Ok(no_report));
+    }
+}

@@ -1,7 +1,7 @@
 //! `text_enum!`: a closed set of names stored as `text` (a status, a
 //! kind), written once. It defines the enum with its serde, `FromStr` and
-//! `Display` spellings (lowercase, as the SQL `CHECK`s, the JSON and the
-//! command line spell them), and behind the crate's optional features its
+//! `Display` spellings (each variant's given name, as the SQL `CHECK`s,
+//! the JSON and the command line spell it), and behind the crate's optional features its
 //! `sqlx` (`text` column), `clap` (`ValueEnum`) and `utoipa` (schema)
 //! mappings, so every crate speaks the same words.
 
@@ -11,7 +11,7 @@
 pub struct UnknownName {
     /// The string given.
     pub got: String,
-    /// The names allowed, comma-separated.
+    /// The names allowed, space-separated.
     pub expected: &'static str,
 }
 
@@ -19,15 +19,19 @@ pub struct UnknownName {
 macro_rules! text_enum {
     (
         $(#[$doc:meta])*
-        $name:ident { $( $(#[$vdoc:meta])* $variant:ident = $text:literal ),+ $(,)? }
+        $name:ident { $( $(#[$vdoc:meta])* $variant:ident = $text:tt ),+ $(,)? }
     ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-        #[serde(rename_all = "lowercase")]
         pub enum $name {
-            $( $(#[$vdoc])* $variant, )+
+            $(
+                $(#[$vdoc])*
+                #[serde(rename = $text)]
+                #[cfg_attr(feature = "clap", value(name = $text))]
+                $variant,
+            )+
         }
 
         impl $name {
