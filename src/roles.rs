@@ -11,6 +11,7 @@ use shadowbox_api::{ApiMetrics, ApiSettings};
 use shadowbox_ingest::{IngestMetrics, IngestSettings};
 use shadowbox_mqtt::MqttConfig;
 use shadowbox_relay::{RelayMetrics, RelaySettings};
+use shadowbox_rollout::{RolloutMetrics, RolloutSettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::CommonArgs;
@@ -184,6 +185,34 @@ impl RelayArgs {
     }
 }
 
+/// The wave machine's flags (it runs in `serve` and `relay`).
+#[derive(Debug, Clone, Args)]
+pub struct RolloutArgs {
+    /// Rollout devices written per transaction.
+    #[arg(long, env = "SHADOWBOX_ROLLOUT_CHUNK_SIZE", default_value_t = shadowbox_rollout::DEFAULT_CHUNK_SIZE)]
+    pub rollout_chunk_size: i64,
+    /// How often the wave machine looks for work when idle, and counts a
+    /// waiting wave's gates.
+    #[arg(
+        long,
+        env = "SHADOWBOX_ROLLOUT_POLL_INTERVAL",
+        default_value = default_duration(shadowbox_rollout::DEFAULT_POLL_INTERVAL),
+        value_parser = duration
+    )]
+    pub rollout_poll_interval: Duration,
+}
+
+impl RolloutArgs {
+    /// The wave machine's settings.
+    pub fn settings(&self, common: &CommonArgs) -> RolloutSettings {
+        RolloutSettings {
+            chunk_size: self.rollout_chunk_size.max(1),
+            poll_interval: self.rollout_poll_interval,
+            limits: common.limits(),
+        }
+    }
+}
+
 /// Where a role that runs without the API serves `/metrics` and `/healthz`.
 #[derive(Debug, Clone, Args)]
 pub struct MetricsArgs {
@@ -217,18 +246,30 @@ pub struct RelayCommand {
     #[command(flatten)]
     relay: RelayArgs,
     #[command(flatten)]
+    rollout: RolloutArgs,
+    #[command(flatten)]
     metrics: MetricsArgs,
 }
 
-/// `shadowbox relay`: the relay alone, until SIGTERM or ctrl-c.
+/// `shadowbox relay`: the relay and the wave machine, until SIGTERM or
+/// ctrl-c.
 pub async fn relay(common: &CommonArgs, command: &RelayCommand) -> anyhow::Result<()> {
     let args = &command.relay;
-    let pool = crate::ops::connect(common, args.relay_workers as u32 + 4).await?;
+    let pool = crate::ops::connect(common, args.relay_workers as u32 + 5).await?;
     let mut registry = Registry::default();
     let metrics = RelayMetrics::register(&mut registry);
+    let rollout_metrics = RolloutMetrics::register(&mut registry);
     let shutdown = shutdown_on_signal();
     command.metrics.serve(registry, &shutdown);
-    shadowbox_relay::run(args.settings(common.mqtt()?), pool, metrics, shutdown).await
+    let machine = shadowbox_rollout::run(
+        command.rollout.settings(common),
+        pool.clone(),
+        rollout_metrics,
+        shutdown.clone(),
+    );
+    let relay = shadowbox_relay::run(args.settings(common.mqtt()?), pool, metrics, shutdown);
+    let (relayed, machined) = tokio::join!(relay, machine);
+    relayed.and(machined)
 }
 
 /// The ingester's flags.
@@ -395,16 +436,19 @@ pub struct ServeArgs {
     relay: RelayArgs,
     #[command(flatten)]
     ingest: IngestArgs,
+    #[command(flatten)]
+    rollout: RolloutArgs,
 }
 
-/// `shadowbox serve`: api, relay and ingest in one process, sharing one
+/// `shadowbox serve`: api, relay (with the wave machine) and ingest in one process, sharing one
 /// pool, one metrics registry and one shutdown. The first role to fail
 /// stops the others.
 pub async fn serve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<()> {
     let api_settings = args.api.settings(common)?;
     let relay_settings = args.relay.settings(common.mqtt()?);
     let ingest_settings = args.ingest.settings(common)?;
-    let connections = 16 + relay_settings.workers as u32 + 4;
+    let rollout_settings = args.rollout.settings(common);
+    let connections = 16 + relay_settings.workers as u32 + 5;
     // Migrate before any role starts, so relay and ingest never query an
     // empty database.
     let pool = crate::ops::connect_and_migrate(common, connections).await?;
@@ -412,6 +456,7 @@ pub async fn serve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<()> 
     let api_metrics = ApiMetrics::register(&mut registry);
     let relay_metrics = RelayMetrics::register(&mut registry);
     let ingest_metrics = IngestMetrics::register(&mut registry);
+    let rollout_metrics = RolloutMetrics::register(&mut registry);
     let registry = Arc::new(registry);
     let shutdown = shutdown_on_signal();
     let mut roles = tokio::task::JoinSet::new();
@@ -434,6 +479,13 @@ pub async fn serve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<()> 
         (
             "ingest",
             shadowbox_ingest::run(ingest_settings, p, ingest_metrics, t).await,
+        )
+    });
+    let (p, t) = (pool.clone(), shutdown.clone());
+    roles.spawn(async move {
+        (
+            "rollout",
+            shadowbox_rollout::run(rollout_settings, p, rollout_metrics, t).await,
         )
     });
     let mut first_error = None;
@@ -520,6 +572,12 @@ mod tests {
                 defaults.republish_after_interruption,
                 defaults.retention,
             )
+        );
+        let rollout = args.rollout.settings(&cli.common);
+        let defaults = RolloutSettings::default();
+        assert_eq!(
+            (rollout.chunk_size, rollout.poll_interval, rollout.limits),
+            (defaults.chunk_size, defaults.poll_interval, defaults.limits)
         );
         let ingest = args.ingest.settings(&cli.common).unwrap();
         let defaults = IngestSettings::new(mqtt, "id");

@@ -4,8 +4,8 @@
 //! exactly what the server does.
 //!
 //! - [`Identifier`]: `tenant_id` and `device_id` (`shadowbox_core::id`);
-//! - [`limit`], [`device_cursor`], [`outbox_cursor`] and
-//!   [`history_cursor`]: a list's page
+//! - [`limit`], [`device_cursor`], [`outbox_cursor`], [`history_cursor`]
+//!   and [`rollout_cursor`]: a list's page
 //!   (`crate::pagination`);
 //! - [`TagSet`] and [`TagFilter`]: device tags (`shadowbox_core::tags`);
 //! - [`IfMatchHeader`]: the `If-Match` form (`crate::if_match`);
@@ -99,6 +99,11 @@ pub(crate) fn outbox_cursor() -> Object {
 /// The `cursor` of a device's history.
 pub(crate) fn history_cursor() -> Object {
     cursor(CursorKind::History)
+}
+
+/// The `cursor` of the rollout list.
+pub(crate) fn rollout_cursor() -> Object {
+    cursor(CursorKind::Rollouts)
 }
 
 /// Device tags: at most `MAX_TAGS`, keys of `TAG_KEY_CLASS`, values

@@ -34,6 +34,7 @@ mod openapi;
 mod pagination;
 mod problem;
 mod readiness;
+mod rollout_view;
 mod routes;
 pub mod settings;
 pub mod state;

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         (name = "devices", description = "Devices and their shadows"),
         (name = "desired", description = "Desired-state writes, delivered through the outbox"),
         (name = "outbox", description = "Delivery status and retries"),
+        (name = "rollouts", description = "One merge patch for many devices, in waves that stop themselves"),
         (name = "operations", description = "Probes and metrics, without auth"),
     )
 )]

@@ -42,6 +42,8 @@ pub enum CursorKind {
     Outbox,
     /// A device's history, by id descending.
     History,
+    /// Rollouts, by id descending.
+    Rollouts,
 }
 
 impl CursorKind {
@@ -50,6 +52,7 @@ impl CursorKind {
             Self::Devices => "d",
             Self::Outbox => "o",
             Self::History => "h",
+            Self::Rollouts => "r",
         }
     }
 
@@ -58,7 +61,7 @@ impl CursorKind {
     fn holds(self, position: &str) -> bool {
         match self {
             Self::Devices => DeviceId::parse(position).is_ok(),
-            Self::Outbox | Self::History => {
+            Self::Outbox | Self::History | Self::Rollouts => {
                 (1..=MAX_ROW_ID_DIGITS).contains(&position.len())
                     && position.bytes().all(|b| b.is_ascii_digit())
             }
@@ -74,7 +77,9 @@ impl CursorKind {
                 .and_then(|p| p.strip_suffix('$'))
                 .expect("ID_PATTERN is anchored")
                 .to_owned(),
-            Self::Outbox | Self::History => format!("[0-9]{{1,{MAX_ROW_ID_DIGITS}}}"),
+            Self::Outbox | Self::History | Self::Rollouts => {
+                format!("[0-9]{{1,{MAX_ROW_ID_DIGITS}}}")
+            }
         };
         format!("^{}:{position}$", self.tag())
     }
@@ -85,7 +90,7 @@ impl CursorKind {
             + 1
             + match self {
                 Self::Devices => MAX_ID_LEN,
-                Self::Outbox | Self::History => MAX_ROW_ID_DIGITS,
+                Self::Outbox | Self::History | Self::Rollouts => MAX_ROW_ID_DIGITS,
             }
     }
 }
@@ -117,7 +122,7 @@ impl PageRequest {
     }
 
     /// The position of a newest-first list's cursor (outbox rows,
-    /// history): the id the page starts below.
+    /// history, rollouts): the id the page starts below.
     pub fn before_id(&self) -> Result<Option<i64>, ApiError> {
         self.after
             .as_deref()
@@ -209,7 +214,12 @@ mod tests {
             proptest::sample::select(vec!['d', 'o', ':', '0', '9', 'a', '-', '/', '\0', ' ']);
         let cursors = proptest::collection::vec(chars, 0..24)
             .prop_map(|chars| chars.into_iter().collect::<String>());
-        for kind in [CursorKind::Devices, CursorKind::Outbox, CursorKind::History] {
+        for kind in [
+            CursorKind::Devices,
+            CursorKind::Outbox,
+            CursorKind::History,
+            CursorKind::Rollouts,
+        ] {
             let pattern = regex::Regex::new(&kind.pattern()).unwrap();
             TestRunner::default()
                 .run(&cursors, |cursor| {

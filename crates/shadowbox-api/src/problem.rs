@@ -199,6 +199,18 @@ impl From<DbError> for ApiError {
                 "Outbox row is not dead",
                 e.to_string(),
             ),
+            e @ DbError::EmptySelection => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "empty-selection",
+                "Selector matches no device",
+                e.to_string(),
+            ),
+            e @ DbError::RolloutState { .. } => Self::new(
+                S::CONFLICT,
+                "rollout-state",
+                "Rollout state does not allow this",
+                e.to_string(),
+            ),
             DbError::Document(e) => e.into(),
             DbError::Sqlx(e) => Self::internal("database error", &e),
         }

@@ -18,12 +18,14 @@
 //!   spelled alike in SQL, JSON and on the command line ([`text_enum`]
 //!   writes their mappings once; the optional features `sqlx`, `clap` and
 //!   `openapi` add theirs);
+//! - [`duration`]: durations as people write them (`500ms`, `10m`, `7d`);
 //! - [`id`]: validated [`TenantId`] and [`DeviceId`] that cannot inject MQTT
 //!   wildcards or topic levels;
 //! - [`document`]: shadow documents (JSON objects) and their size and depth
 //!   limits;
 //! - [`merge`]: RFC 7396 JSON merge patch;
 //! - [`tags`]: device tags and tag filters, and their limits;
+//! - [`rollout`]: rollouts' statuses and transitions, waves and gates;
 //! - [`delta`]: the desired parts that differ from reported;
 //! - [`topic`]: building and parsing `tenant/{t}/device/{d}/shadow/{kind}`;
 //! - [`payload`]: the MQTT wire payloads devices depend on;
@@ -47,6 +49,7 @@ pub mod merge;
 pub mod outbox;
 pub mod payload;
 pub mod report;
+pub mod rollout;
 pub mod staleness;
 pub mod tags;
 pub mod text_enum;

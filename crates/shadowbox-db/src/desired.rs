@@ -5,7 +5,9 @@
 
 use serde_json::Value;
 use shadowbox_core::merge::merge_patch;
-use shadowbox_core::{Actor, DeviceId, DeviceStatus, Document, DocumentLimits, TenantId};
+use shadowbox_core::{
+    Actor, DeviceId, DeviceStatus, Document, DocumentError, DocumentLimits, TenantId,
+};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
@@ -21,6 +23,33 @@ pub enum DesiredChange {
     Merge(Document),
     /// Replace the whole document.
     Replace(Document),
+}
+
+/// The desired document after `change` to `current`: `Ok(None)` when the
+/// change changes nothing (no new version, nothing published), an error
+/// when the result breaks `limits`. The one rule of every desired writer:
+/// a PATCH or PUT, a rollout's devices, a rollback.
+pub fn next_document(
+    current: &Document,
+    change: &DesiredChange,
+    limits: &DocumentLimits,
+) -> Result<Option<Document>, DocumentError> {
+    let next = match change {
+        DesiredChange::Replace(doc) => doc.clone(),
+        DesiredChange::Merge(patch) => {
+            let mut merged = Value::Object(current.clone());
+            merge_patch(&mut merged, &Value::Object(patch.clone()));
+            match merged {
+                Value::Object(doc) => doc,
+                _ => unreachable!("an object patched by an object stays an object"),
+            }
+        }
+    };
+    if next == *current {
+        return Ok(None);
+    }
+    limits.check(&next)?;
+    Ok(Some(next))
 }
 
 /// What [`apply_desired_change`] did.
@@ -67,30 +96,16 @@ pub async fn apply_desired_change(
         return Err(DbError::Decommissioned);
     }
     let kind = history::change_of(&change, &actor);
-    let next = match &change {
-        DesiredChange::Replace(doc) => doc.clone(),
-        DesiredChange::Merge(patch) => {
-            let mut merged = Value::Object(desired.clone());
-            merge_patch(&mut merged, &Value::Object(patch.clone()));
-            match merged {
-                Value::Object(doc) => doc,
-                _ => unreachable!("an object patched by an object stays an object"),
-            }
-        }
-    };
     // The limits before the precondition: a change that would fail without
     // `If-Match` fails the same with it (RFC 9110, 13.2.1).
-    let changed = next != desired;
-    if changed {
-        limits.check(&next)?;
-    }
+    let next = next_document(&desired, &change, limits)?;
     if let Some(expected) = expected_version.filter(|e| *e != version) {
         return Err(DbError::VersionMismatch {
             expected,
             current: version,
         });
     }
-    if !changed {
+    let Some(next) = next else {
         let device = get_device(&mut *conn, tenant, device)
             .await?
             .expect("locked above");
@@ -98,7 +113,7 @@ pub async fn apply_desired_change(
             device,
             enqueued: None,
         });
-    }
+    };
     let next_version = version + 1;
     sqlx::query!(
         "UPDATE device_state SET desired_state = $3, desired_version = $4, updated_at = now()

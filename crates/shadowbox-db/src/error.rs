@@ -1,5 +1,6 @@
 //! The errors of the database layer, in the domain's terms.
 
+use shadowbox_core::rollout::RolloutStatus;
 use shadowbox_core::{DocumentError, OutboxStatus};
 
 /// What can go wrong in a query, as callers need to tell it apart.
@@ -28,6 +29,17 @@ pub enum DbError {
     /// The outbox row is not in a state that allows the operation.
     #[error("outbox row is {0}, not dead")]
     NotDead(OutboxStatus),
+    /// A rollout's selector matches no active device.
+    #[error("the selector matches no active device")]
+    EmptySelection,
+    /// A rollout's status does not allow the transition.
+    #[error("the rollout is {from}: it cannot become {to}")]
+    RolloutState {
+        /// Its status.
+        from: RolloutStatus,
+        /// The status asked for.
+        to: RolloutStatus,
+    },
     /// The resulting document breaks the limits.
     #[error(transparent)]
     Document(#[from] DocumentError),

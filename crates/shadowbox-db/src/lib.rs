@@ -19,11 +19,15 @@
 //! - [`reconcile`]: what a reconcile pass reads (tenants, their locks, each
 //!   device's state and newest row);
 //! - [`reported`]: the ingester's batched reported-state write;
+//! - [`rollouts`]: creating, reading and steering rollouts, and
+//!   [`rollout_machine`], the wave machine's steps (chunked, set-based
+//!   writes);
 //! - `batches`: the retention jobs' delete-in-batches loop.
 //!
 //! Every query is checked when it compiles (`sqlx::query!` and friends,
 //! against the workspace's `.sqlx/`; `scripts/sqlx-prepare.sh` refreshes
-//! it); only the device list's dynamic filters use a `QueryBuilder`.
+//! it); only the dynamic filters (the device list's, a rollout's
+//! selector) use a `QueryBuilder`.
 
 pub mod api_keys;
 mod batches;
@@ -37,6 +41,8 @@ pub mod outbox;
 pub mod reconcile;
 pub mod relay;
 pub mod reported;
+pub mod rollout_machine;
+pub mod rollouts;
 pub mod tenants;
 
 pub use connect::{MIGRATOR, connect, drop_database, migrate};

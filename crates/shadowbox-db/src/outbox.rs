@@ -35,32 +35,61 @@ pub(crate) async fn enqueue(
     publish: Publish<'_>,
     version: i64,
 ) -> sqlx::Result<i64> {
-    let (kind, payload) = match publish {
-        Publish::Desired(doc) => (
-            OutboxKind::Desired,
-            encode_desired(doc, version, Utc::now()),
-        ),
-        Publish::Clear => (OutboxKind::Clear, Vec::new()),
-    };
-    // The notification rides in the statement (a write's hot path saves
-    // the round trip [`notify_relays`] would cost); same channel.
+    let ids = enqueue_many(conn, tenant, &[(device.as_str(), publish, version)]).await?;
+    Ok(ids[0])
+}
+
+/// [`enqueue`] for many devices of one tenant in one statement (each
+/// device at most once): the rollouts' set-based writes. Returns the new
+/// rows' ids.
+pub(crate) async fn enqueue_many(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    rows: &[(&str, Publish<'_>, i64)],
+) -> sqlx::Result<Vec<i64>> {
+    let now = Utc::now();
+    let mut devices = Vec::with_capacity(rows.len());
+    let mut kinds = Vec::with_capacity(rows.len());
+    let mut topics = Vec::with_capacity(rows.len());
+    let mut payloads = Vec::with_capacity(rows.len());
+    let mut versions = Vec::with_capacity(rows.len());
+    for (device, kind, version) in rows {
+        let (kind, payload) = match kind {
+            Publish::Desired(doc) => (OutboxKind::Desired, encode_desired(doc, *version, now)),
+            Publish::Clear => (OutboxKind::Clear, Vec::new()),
+        };
+        let id = DeviceId::parse(*device).expect("stored ids were validated on the way in");
+        devices.push(*device);
+        kinds.push(kind.as_str());
+        topics.push(shadow_topic(tenant, &id, ShadowTopicKind::Desired));
+        payloads.push(payload);
+        versions.push(*version);
+    }
+    // The UPDATE and the INSERT see the same snapshot: the new rows are
+    // never superseded by their own statement. One notification, however
+    // many rows.
     sqlx::query_scalar!(
-        r#"WITH superseded AS (
-             UPDATE outbox SET status = 'superseded'
-             WHERE tenant_id = $1 AND device_id = $2 AND status = 'pending'),
+        r#"WITH batch AS (
+             SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])
+               WITH ORDINALITY AS b(device_id, kind, topic, payload, version, n)),
+           superseded AS (
+             UPDATE outbox o SET status = 'superseded' FROM batch b
+             WHERE o.tenant_id = $1 AND o.device_id = b.device_id AND o.status = 'pending'),
            ins AS (
              INSERT INTO outbox (tenant_id, device_id, kind, topic, payload, version)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
-           SELECT ins.id AS "id!" FROM ins, LATERAL (SELECT pg_notify($7, '')) AS n"#,
+             SELECT $1, device_id, kind, topic, payload, version FROM batch ORDER BY n
+             RETURNING id),
+           notified AS MATERIALIZED (SELECT pg_notify($7, ''))
+           SELECT ins.id AS "id!" FROM ins CROSS JOIN notified ORDER BY ins.id"#,
         tenant.as_str(),
-        device.as_str(),
-        kind.as_str(),
-        shadow_topic(tenant, device, ShadowTopicKind::Desired),
-        payload,
-        version,
+        &devices as &[&str],
+        &kinds as &[&str],
+        &topics,
+        &payloads,
+        &versions,
         OUTBOX_CHANNEL
     )
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await
 }
 

@@ -8,6 +8,7 @@ mod devices;
 mod history;
 mod operations;
 mod outbox;
+mod rollouts;
 mod tenants;
 
 use serde::Deserialize;
@@ -37,6 +38,12 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::decommission))
         .routes(routes!(devices::deliveries))
         .routes(routes!(history::list))
+        .routes(routes!(rollouts::create, rollouts::list))
+        .routes(routes!(rollouts::get))
+        .routes(routes!(rollouts::pause))
+        .routes(routes!(rollouts::resume))
+        .routes(routes!(rollouts::cancel))
+        .routes(routes!(rollouts::rollback))
         .routes(routes!(outbox::list))
         .routes(routes!(outbox::retry))
         .routes(routes!(operations::healthz))

@@ -13,4 +13,5 @@ mod idempotency;
 mod openapi;
 mod operations;
 mod outbox;
+mod rollouts;
 mod tags;

@@ -71,6 +71,7 @@ async fn every_parameter_states_its_form() {
                     assert!(schema["items"]["pattern"].is_string(), "{at}");
                 }
                 "older_than" => assert!(schema["pattern"].is_string(), "{at}"),
+                "rollout_id" => assert_eq!(schema["type"], "integer", "{at}"),
                 "id" | "status" | "in_sync" => {}
                 other => panic!(
                     "{at}: a parameter this test does not know ({other}): state its constraints and check them here"

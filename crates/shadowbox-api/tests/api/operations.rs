@@ -195,6 +195,25 @@ async fn openapi_lists_every_route() {
             "/v1/tenants/{tenant_id}/devices/{device_id}/deliveries",
         ),
         ("get", "/v1/tenants/{tenant_id}/devices/{device_id}/history"),
+        ("post", "/v1/tenants/{tenant_id}/rollouts"),
+        ("get", "/v1/tenants/{tenant_id}/rollouts"),
+        ("get", "/v1/tenants/{tenant_id}/rollouts/{rollout_id}"),
+        (
+            "post",
+            "/v1/tenants/{tenant_id}/rollouts/{rollout_id}/pause",
+        ),
+        (
+            "post",
+            "/v1/tenants/{tenant_id}/rollouts/{rollout_id}/resume",
+        ),
+        (
+            "post",
+            "/v1/tenants/{tenant_id}/rollouts/{rollout_id}/cancel",
+        ),
+        (
+            "post",
+            "/v1/tenants/{tenant_id}/rollouts/{rollout_id}/rollback",
+        ),
         ("get", "/v1/tenants/{tenant_id}/outbox"),
         ("post", "/v1/tenants/{tenant_id}/outbox/{id}/retry"),
         ("get", "/healthz"),
