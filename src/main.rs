@@ -11,6 +11,7 @@
 
 mod ops;
 mod roles;
+mod rollout;
 mod simulate;
 
 use std::path::PathBuf;
@@ -142,6 +143,10 @@ enum Command {
     /// Find devices: those that have not applied their desired version.
     #[command(subcommand)]
     Devices(ops::DevicesCommand),
+    /// Create, watch and steer rollouts (one merge patch for many devices,
+    /// in waves).
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(ops::TenantCommand),
@@ -175,6 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relay(args) => roles::relay(&cli.common, &args).await,
         Command::Outbox(command) => ops::outbox(&cli.common, command).await,
         Command::Devices(command) => ops::devices(&cli.common, command).await,
+        Command::Rollout(command) => rollout::rollout(&cli.common, command).await,
         Command::Tenant(command) => ops::tenant(&cli.common, command).await,
         Command::Simulate(args) => simulate::simulate(&cli.common, args).await,
         Command::Apikey(command) => ops::apikey(&cli.common, command).await,

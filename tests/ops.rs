@@ -382,3 +382,68 @@ async fn durations_past_a_century_are_refused_when_read() {
         json!([])
     );
 }
+
+#[tokio::test]
+async fn rollout_commands_create_show_list_and_steer() {
+    let db = TestDb::new().await;
+    let fleet = Fleet::register(&db, 10).await;
+    let tenant = fleet.tenant.to_string();
+    let created = shadowbox_json(
+        &db,
+        &[
+            "rollout",
+            "create",
+            "--tenant",
+            &tenant,
+            "--all",
+            "--patch",
+            r#"{"fw": "2"}"#,
+            "--waves",
+            "0.5,1",
+            "--wave-timeout",
+            "10m",
+        ],
+    );
+    assert_eq!(created["status"], "running");
+    assert_eq!(created["selected"], 10);
+    assert_eq!(created["waves"][0]["size"], 5);
+    assert_eq!(created["wave_timeout_ms"], 600_000);
+    let id = created["id"].as_i64().unwrap().to_string();
+    let read = shadowbox_json(&db, &["rollout", "get", &id, "--tenant", &tenant]);
+    assert_eq!(read["id"], created["id"]);
+    let listed = shadowbox_json(&db, &["rollout", "list", "--tenant", &tenant]);
+    assert_eq!(listed[0]["id"], created["id"]);
+    let paused = shadowbox_json(&db, &["rollout", "pause", &id, "--tenant", &tenant]);
+    assert_eq!(paused["status"], "paused");
+    // Pausing twice is refused, with the reason.
+    let again = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_shadowbox"))
+            .args(["rollout", "pause", &id, "--tenant", &tenant])
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn"),
+        PATIENCE,
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("cannot become paused"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let cancelled = shadowbox_json(&db, &["rollout", "cancel", &id, "--tenant", &tenant]);
+    assert_eq!(cancelled["status"], "cancelled");
+    let rolled_back = shadowbox_json(&db, &["rollout", "rollback", &id, "--tenant", &tenant]);
+    assert_eq!(rolled_back["status"], "rolled_back");
+    // A table for people, too.
+    let table = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_shadowbox"))
+            .args(["rollout", "status", &id, "--tenant", &tenant])
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn"),
+        PATIENCE,
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("WAVE") && text.contains("rolled_back"),
+        "{text}"
+    );
+}
