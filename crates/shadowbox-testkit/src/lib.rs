@@ -19,6 +19,8 @@
 //! - [`ChildProcess`]: a child process (the `shadowbox` binary, a broker,
 //!   a command-line client), killed when the test ends, its output shown
 //!   when the test fails;
+//! - [`TcpProxy`]: a TCP proxy in front of a broker that holds a
+//!   client's bytes and releases them later, even after the client died;
 //! - [`tls`]: certificates generated at test time, for TLS listeners;
 //! - [`eventually`] and [`eventually_blocking`]: waiting for a condition
 //!   with a deadline, [`PATIENCE`] unless a test says otherwise;
@@ -39,6 +41,7 @@ pub mod mqtt;
 mod nats;
 mod postgres;
 mod process;
+mod proxy;
 mod running;
 pub mod tls;
 mod wait;
@@ -52,6 +55,7 @@ pub use mosquitto::{MAX_INFLIGHT_MESSAGES, Mosquitto, MosquittoConfig, Mosquitto
 pub use nats::NatsCluster;
 pub use postgres::PrivatePostgres;
 pub use process::{free_port, wait_for_port};
+pub use proxy::TcpProxy;
 pub use running::Running;
 pub use wait::{PATIENCE, eventually, eventually_blocking};
 
