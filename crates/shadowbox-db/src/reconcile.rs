@@ -89,10 +89,7 @@ pub async fn device_marks(
         r#"SELECT s.device_id AS "device_id: DeviceId", o.id AS "newest_row_id?",
                   o.status AS "newest_row_status?: OutboxStatus"
            FROM device_state s
-           LEFT JOIN LATERAL (
-             SELECT id, status FROM outbox o
-             WHERE o.tenant_id = s.tenant_id AND o.device_id = s.device_id
-             ORDER BY o.id DESC LIMIT 1) o ON true
+           LEFT JOIN LATERAL outbox_newest(s.tenant_id, s.device_id) o ON true
            WHERE s.tenant_id = $1 AND s.device_id > $2
            ORDER BY s.device_id
            LIMIT $3"#,
@@ -140,10 +137,7 @@ pub async fn device_snapshots(
                   s.desired_state AS "desired_state: Json<Document>", s.desired_version,
                   o.id AS "newest_row_id?", o.status AS "newest_row_status?: OutboxStatus"
            FROM device_state s
-           LEFT JOIN LATERAL (
-             SELECT id, status FROM outbox o
-             WHERE o.tenant_id = s.tenant_id AND o.device_id = s.device_id
-             ORDER BY o.id DESC LIMIT 1) o ON true
+           LEFT JOIN LATERAL outbox_newest(s.tenant_id, s.device_id) o ON true
            WHERE s.tenant_id = $1 AND s.device_id = ANY($2::text[])
            ORDER BY s.device_id"#,
         tenant.as_str(),
