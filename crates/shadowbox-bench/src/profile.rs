@@ -32,6 +32,8 @@ pub struct Profile {
     pub scale_fleets: Vec<u64>,
     /// Finished outbox rows in every scale-curve database.
     pub scale_history: u64,
+    /// Fleet sizes of the reconcile figure.
+    pub reconcile_fleets: Vec<u64>,
     /// Concurrent clients of the scale curve's writes.
     pub scale_clients: usize,
 }
@@ -51,6 +53,7 @@ impl Profile {
             backlog_devices: 10_000,
             reported_messages: 200_000,
             scale_fleets: vec![1_000, 100_000, 1_000_000],
+            reconcile_fleets: vec![10_000, 100_000],
             scale_history: 1_000_000,
             scale_clients: 32,
         }
@@ -68,6 +71,7 @@ impl Profile {
             backlog_devices: 1_000,
             reported_messages: 20_000,
             scale_fleets: vec![1_000, 10_000],
+            reconcile_fleets: vec![1_000],
             scale_history: 10_000,
             ..Self::full()
         }

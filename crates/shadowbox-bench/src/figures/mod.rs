@@ -5,7 +5,8 @@
 //! 3. relay drain beside the raw publish rate ([`drain`]);
 //! 4. ingest beside the raw delivery rate ([`ingest`]);
 //! 5. the scale curve ([`scale`]);
-//! 6. peak RSS of every `serve` (here).
+//! 6. peak RSS of every `serve` (here);
+//! 7. the cost of a reconcile pass ([`reconcile`]).
 //!
 //! Figures 1 to 4 share one database and one `serve`; each scale-curve
 //! fleet has its own. `--only` measures some of them; the drain and
@@ -14,6 +15,7 @@
 pub mod drain;
 pub mod ingest;
 pub mod latency;
+pub mod reconcile;
 pub mod scale;
 pub mod writes;
 
@@ -37,7 +39,15 @@ const DRAIN: &str = "drain";
 const DRAIN_WIDE: &str = "drainwide";
 
 /// The figures' names, for `--only`.
-pub const NAMES: [&str; 6] = ["writes", "latency", "drain", "ingest", "scale", "memory"];
+pub const NAMES: [&str; 7] = [
+    "writes",
+    "latency",
+    "drain",
+    "ingest",
+    "scale",
+    "memory",
+    "reconcile",
+];
 
 /// How the relay's and the ingester's broker connection runs, for the
 /// drain and ingest figures' labels: `(MQTT 5, in-flight 2000)`.
@@ -252,6 +262,14 @@ pub async fn run(
     }
     if wants("memory") && !peaks.is_empty() {
         record(memory(&peaks));
+    }
+    if wants("reconcile") {
+        let points = reconcile::measure(lab, &profile.reconcile_fleets).await?;
+        record(Figure {
+            name: "reconcile",
+            rows: reconcile::rows(&points),
+            detail: json!({"points": points}),
+        });
     }
     Ok(figures)
 }
