@@ -1178,3 +1178,27 @@ fn exported(name: &str) -> bool {
                     .any(|suffix| name.strip_suffix(suffix) == Some(metric)))
     })
 }
+
+/// The relay's reconcile reads end with a sentinel it publishes to itself
+/// (`shadowbox/reconcile/<random>`): its account may publish and read it,
+/// besides reading back every device's retained desired state.
+#[test]
+fn the_relay_reads_back_desired_state_and_its_reconcile_sentinel() {
+    let broker = Broker::start();
+    let compose = compose();
+    let relay = mqtt_login(&compose, "relay");
+    assert!(broker.publish(&relay, &desired("acme", "pump-7"), "state-7", true));
+    let reader = broker.subscribe(
+        &relay,
+        &[
+            "tenant/acme/device/+/shadow/desired",
+            "shadowbox/reconcile/abc",
+        ],
+    );
+    assert_eq!(
+        reader.expect(),
+        format!("{} state-7", desired("acme", "pump-7"))
+    );
+    assert!(broker.publish(&relay, "shadowbox/reconcile/abc", "1", false));
+    assert_eq!(reader.expect(), "shadowbox/reconcile/abc 1");
+}
