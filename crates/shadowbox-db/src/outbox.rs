@@ -66,15 +66,18 @@ pub(crate) async fn enqueue_many(
         versions.push(*version);
     }
     // The UPDATE and the INSERT see the same snapshot: the new rows are
-    // never superseded by their own statement. One notification, however
-    // many rows.
+    // never superseded by their own statement. `device_id = ANY($2)`, not
+    // a join with the batch: it keeps the device ids in the index condition
+    // of `outbox_pending_device`, where a join was planned as a scan of
+    // every pending row of the tenant per batch row (46 s for a chunk of
+    // 2000 over 60000 pending rows). One notification, however many rows.
     sqlx::query_scalar!(
         r#"WITH batch AS (
              SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])
                WITH ORDINALITY AS b(device_id, kind, topic, payload, version, n)),
            superseded AS (
-             UPDATE outbox o SET status = 'superseded' FROM batch b
-             WHERE o.tenant_id = $1 AND o.device_id = b.device_id AND o.status = 'pending'),
+             UPDATE outbox SET status = 'superseded'
+             WHERE tenant_id = $1 AND device_id = ANY($2) AND status = 'pending'),
            ins AS (
              INSERT INTO outbox (tenant_id, device_id, kind, topic, payload, version)
              SELECT $1, device_id, kind, topic, payload, version FROM batch ORDER BY n
