@@ -146,6 +146,15 @@ pub struct RelayArgs {
         value_parser = duration
     )]
     pub reconcile_interval: Duration,
+    /// Delete events older than this: the event stream's resume window
+    /// (0s keeps them).
+    #[arg(
+        long,
+        env = "SHADOWBOX_EVENTS_RETENTION",
+        default_value = default_duration(shadowbox_relay::DEFAULT_EVENTS_RETENTION),
+        value_parser = duration
+    )]
+    pub events_retention: Duration,
     #[command(flatten)]
     pub reconcile_slice: ReconcileSliceArg,
 }
@@ -181,6 +190,7 @@ impl RelayArgs {
         settings.history_retention = Some(self.history_retention).filter(|d| !d.is_zero());
         settings.reconcile_interval = Some(self.reconcile_interval).filter(|d| !d.is_zero());
         settings.reconcile_slice = self.reconcile_slice.reconcile_slice.max(1);
+        settings.events_retention = Some(self.events_retention).filter(|d| !d.is_zero());
         settings
     }
 }

@@ -343,11 +343,12 @@ async fn reconcile_lists_the_differences_and_a_dry_run_changes_nothing() {
 #[tokio::test]
 async fn durations_past_a_century_are_refused_when_read() {
     let db = TestDb::new().await;
-    let cases: [(&[&str], Option<&str>); 4] = [
+    let cases: [(&[&str], Option<&str>); 5] = [
         (&["outbox", "purge", "--older-than", "100000000d"], None),
         (&["outbox", "list", "--since", "100000000d"], None),
         (&["relay"], Some("SHADOWBOX_OUTBOX_RETENTION")),
         (&["relay"], Some("SHADOWBOX_HISTORY_RETENTION")),
+        (&["relay"], Some("SHADOWBOX_EVENTS_RETENTION")),
     ];
     for (args, variable) in cases {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shadowbox"));

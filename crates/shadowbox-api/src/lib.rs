@@ -16,6 +16,9 @@
 //!   JSON, `pagination` the lists, `if_match` the conditional writes,
 //!   `idempotency` the `Idempotency-Key` of writes.
 //!
+//! `events` runs the event streams of `routes::events`; `send_timeout`
+//! drops connections whose client stopped reading.
+//!
 //! `routes::operations` serves `/healthz`, `/readyz` (`readiness`: a
 //! database ping, and a real MQTT connection through
 //! `shadowbox_mqtt::probe`) and `/metrics`; `/openapi.json` is generated
@@ -27,6 +30,7 @@
 
 mod auth;
 mod constraints;
+mod events;
 mod idempotency;
 mod if_match;
 pub mod metrics;
@@ -36,6 +40,7 @@ mod problem;
 mod readiness;
 mod rollout_view;
 mod routes;
+mod send_timeout;
 pub mod settings;
 pub mod state;
 mod views;
@@ -115,8 +120,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled, then lets
-/// in-flight requests finish.
+/// Serves the API on `listener` until `shutdown` is cancelled, then ends
+/// the event streams and lets in-flight requests finish (a client that
+/// reads nothing is dropped after `send_timeout::SHUTDOWN_SEND_TIMEOUT`).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -124,6 +130,13 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(http.addr = %addr, "api listening");
+    tokio::spawn(state.events.clone().run(
+        state.pool.clone(),
+        state.settings.events_poll_interval,
+        shutdown.clone(),
+    ));
+    let listener =
+        send_timeout::GuardedListener::new(listener, state.settings.send_timeout, shutdown.clone());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -1,5 +1,5 @@
 //! The API's metrics: requests and their latency by method, route template
-//! and status. `/metrics` itself is an operations route
+//! and status, and the event streams open and closed. `/metrics` itself is an operations route
 //! (`routes::operations`), encoding the whole process's registry.
 
 use std::time::Instant;
@@ -11,6 +11,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -47,6 +48,13 @@ pub fn method_label(method: &Method) -> &'static str {
         .map_or("other", Method::as_str)
 }
 
+/// Why an event stream ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamClosedLabels {
+    /// `client_gone`, `slow_client`, `shutdown` or `error`.
+    pub reason: &'static str,
+}
+
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
 /// What the API counts.
@@ -56,6 +64,10 @@ pub struct ApiMetrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Seconds from receiving a request to its response head.
     pub duration: HistogramFamily,
+    /// Event streams open.
+    pub event_streams: Gauge,
+    /// Event streams ended, by reason.
+    pub event_streams_closed: Family<StreamClosedLabels, Counter>,
 }
 
 impl ApiMetrics {
@@ -68,6 +80,8 @@ impl ApiMetrics {
         let metrics = Self {
             requests: Family::default(),
             duration: Family::new_with_constructor(latency),
+            event_streams: Gauge::default(),
+            event_streams_closed: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("shadowbox_api");
         r.register(
@@ -79,6 +93,17 @@ impl ApiMetrics {
             "request_duration_seconds",
             "HTTP request latency, by method, route and status",
             metrics.duration.clone(),
+        );
+        let r = registry.sub_registry_with_prefix("shadowbox_events");
+        r.register(
+            "streams",
+            "Event streams open",
+            metrics.event_streams.clone(),
+        );
+        r.register(
+            "streams_closed",
+            "Event streams ended, by reason (client_gone, slow_client, shutdown, error)",
+            metrics.event_streams_closed.clone(),
         );
         metrics
     }

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "desired", description = "Desired-state writes, delivered through the outbox"),
         (name = "outbox", description = "Delivery status and retries"),
         (name = "rollouts", description = "One merge patch for many devices, in waves that stop themselves"),
+        (name = "events", description = "The live event stream (Server-Sent Events)"),
         (name = "operations", description = "Probes and metrics, without auth"),
     )
 )]

@@ -1,5 +1,5 @@
-//! The API's settings: where it listens, who is admin, document limits and
-//! the broker `/readyz` checks.
+//! The API's settings: where it listens, who is admin, document limits,
+//! the broker `/readyz` checks and the event streams' pace.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,6 +14,22 @@ pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a `/readyz` result is reused unless told otherwise.
 pub const DEFAULT_READINESS_CACHE: Duration = Duration::from_secs(1);
+
+/// How long an event stream may be idle before it sends a heartbeat
+/// comment, unless told otherwise.
+pub const DEFAULT_EVENTS_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// How many events an event stream holds for a client that reads too
+/// slowly before it closes the stream, unless told otherwise.
+pub const DEFAULT_EVENTS_BUFFER: usize = 1024;
+
+/// How often the API looks for new events while streams are open, unless
+/// told otherwise: the most an event waits once it may be sent.
+pub const DEFAULT_EVENTS_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a write to a client may make no progress before the
+/// connection is dropped, unless told otherwise.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the API runs.
 #[derive(Clone)]
@@ -37,6 +53,17 @@ pub struct ApiSettings {
     /// How long a `/readyz` result is reused, so scrapers cannot hammer
     /// the database or the broker.
     pub readiness_cache: Duration,
+    /// An event stream idle this long sends a heartbeat comment.
+    pub events_heartbeat: Duration,
+    /// Events held for one stream's client; a client that lets more pile
+    /// up is sent the reason and the stream ends (it resumes with
+    /// `Last-Event-ID`).
+    pub events_buffer: usize,
+    /// How often the API looks for new events while streams are open.
+    pub events_poll_interval: Duration,
+    /// A write to a client that makes no progress this long drops the
+    /// connection (see `send_timeout`).
+    pub send_timeout: Duration,
 }
 
 impl ApiSettings {
@@ -53,6 +80,10 @@ impl ApiSettings {
             mqtt,
             readiness_timeout: DEFAULT_READINESS_TIMEOUT,
             readiness_cache: DEFAULT_READINESS_CACHE,
+            events_heartbeat: DEFAULT_EVENTS_HEARTBEAT,
+            events_buffer: DEFAULT_EVENTS_BUFFER,
+            events_poll_interval: DEFAULT_EVENTS_POLL_INTERVAL,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 }
@@ -78,6 +109,10 @@ impl fmt::Debug for ApiSettings {
             .field("mqtt", &self.mqtt)
             .field("readiness_timeout", &self.readiness_timeout)
             .field("readiness_cache", &self.readiness_cache)
+            .field("events_heartbeat", &self.events_heartbeat)
+            .field("events_buffer", &self.events_buffer)
+            .field("events_poll_interval", &self.events_poll_interval)
+            .field("send_timeout", &self.send_timeout)
             .finish()
     }
 }

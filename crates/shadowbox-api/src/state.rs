@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 
+use crate::events::EventFeed;
 use crate::metrics::ApiMetrics;
 use crate::readiness::Readiness;
 use crate::settings::ApiSettings;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub(crate) metrics: ApiMetrics,
     /// The cached `/readyz` result.
     pub(crate) readiness: Arc<Readiness>,
+    /// Wakes the event streams; [`crate::serve`] runs it.
+    pub(crate) events: Arc<EventFeed>,
 }
 
 impl AppState {
@@ -40,6 +43,7 @@ impl AppState {
             registry,
             metrics,
             readiness: Arc::new(Readiness::default()),
+            events: Arc::new(EventFeed::new()),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Pure data and rules, no I/O (new API keys take the operating system's
 //! random numbers, nothing more), so it is fast to test and safe to reuse:
 //!
+//! - [`event`]: the event stream's kinds and commit-ordered ids;
 //! - [`history`]: what a desired change was and who made it (admin, a key,
 //!   a rollout);
 //! - [`api_key`]: the tenant API key format, and checking a presented key
@@ -42,6 +43,7 @@ pub mod delta;
 pub mod device;
 pub mod document;
 pub mod duration;
+pub mod event;
 pub mod history;
 pub mod id;
 pub mod idempotency;

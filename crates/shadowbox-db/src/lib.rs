@@ -10,6 +10,7 @@
 //! - [`devices`]: registering, reading, listing and decommissioning devices,
 //!   and [`desired`], the one transaction that changes desired state and
 //!   enqueues its publish;
+//! - [`events`]: the event stream, in commit order;
 //! - [`history`]: every desired change with who made it, and when it was
 //!   delivered and applied;
 //! - [`idempotency`]: `Idempotency-Key` claims and the answers they replay;
@@ -35,6 +36,7 @@ pub mod connect;
 pub mod desired;
 pub mod devices;
 pub mod error;
+pub mod events;
 pub mod history;
 pub mod idempotency;
 pub mod outbox;

@@ -11,8 +11,8 @@
 //! - [`publisher`]: the one MQTT connection, which correlates every publish
 //!   with its PUBACK and fails everything unacknowledged on a disconnect or
 //!   an overdue PUBACK;
-//! - [`retention`]: deletes old finished rows, old desired history and
-//!   expired idempotency keys in small batches;
+//! - [`retention`]: deletes old finished rows, old desired history, events
+//!   past the resume window and expired idempotency keys in small batches;
 //! - [`reconcile`]: compares the broker's retained desired messages with
 //!   the database every reconcile interval and after every reconnect,
 //!   and republishes what differs;
@@ -30,8 +30,8 @@ pub mod worker;
 
 pub use metrics::RelayMetrics;
 pub use settings::{
-    DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH_SIZE, DEFAULT_HISTORY_RETENTION, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PACKET_BYTES, DEFAULT_POLL_INTERVAL,
+    DEFAULT_ACK_TIMEOUT, DEFAULT_BATCH_SIZE, DEFAULT_EVENTS_RETENTION, DEFAULT_HISTORY_RETENTION,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PACKET_BYTES, DEFAULT_POLL_INTERVAL,
     DEFAULT_RECONCILE_INTERVAL, DEFAULT_RECONCILE_SLICE, DEFAULT_REFUSAL_BACKOFF_BASE,
     DEFAULT_REFUSAL_BACKOFF_MAX, DEFAULT_REPUBLISH_AFTER, DEFAULT_RETENTION, DEFAULT_WORKERS,
     RelaySettings,

@@ -1,5 +1,5 @@
-//! Retention: deletes finished outbox rows and desired history older than
-//! their configured ages, and idempotency keys past their replay window,
+//! Retention: deletes finished outbox rows, desired history and events
+//! older than their configured ages, and idempotency keys past their replay window,
 //! in small batches so the relay's own statements never wait long.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ const PURGE_BATCH: i64 = 1000;
 
 /// Runs the retention job every `retention_interval` until `shutdown`.
 /// Expired idempotency keys go even when finished rows and history are
-/// kept (`retention` and `history_retention` are `None`).
+/// kept.
 pub async fn run(pool: PgPool, settings: Arc<RelaySettings>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(settings.retention_interval);
     loop {
@@ -36,6 +36,13 @@ pub async fn run(pool: PgPool, settings: Arc<RelaySettings>, shutdown: Cancellat
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "retention deleted desired history"),
                 Err(e) => tracing::warn!(error = %e, "history retention failed"),
+            }
+        }
+        if let Some(cutoff) = cutoff(settings.events_retention) {
+            match shadowbox_db::events::purge(&pool, cutoff, PURGE_BATCH).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::debug!(deleted, "retention deleted events"),
+                Err(e) => tracing::warn!(error = %e, "events retention failed"),
             }
         }
         match shadowbox_db::idempotency::purge_expired(&pool, PURGE_BATCH).await {

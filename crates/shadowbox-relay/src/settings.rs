@@ -57,6 +57,10 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long desired history is kept unless told otherwise.
 pub const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// How long events are kept (the event stream's resume window) unless
+/// told otherwise.
+pub const DEFAULT_EVENTS_RETENTION: Duration = Duration::from_secs(3600);
+
 /// How often the retention job runs.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
@@ -101,6 +105,9 @@ pub struct RelaySettings {
     /// Desired history committed longer ago than this is deleted; `None`
     /// keeps it all.
     pub history_retention: Option<Duration>,
+    /// Events older than this are deleted: a stream can resume from an id
+    /// at most this old. `None` keeps them all.
+    pub events_retention: Option<Duration>,
     /// How often the retention job runs.
     pub retention_interval: Duration,
     /// How often the broker's retained desired messages are reconciled
@@ -132,6 +139,7 @@ impl RelaySettings {
             republish_after_interruption: DEFAULT_REPUBLISH_AFTER,
             retention: Some(DEFAULT_RETENTION),
             history_retention: Some(DEFAULT_HISTORY_RETENTION),
+            events_retention: Some(DEFAULT_EVENTS_RETENTION),
             retention_interval: DEFAULT_RETENTION_INTERVAL,
             reconcile_interval: Some(DEFAULT_RECONCILE_INTERVAL),
             reconcile_slice: DEFAULT_RECONCILE_SLICE,

@@ -5,6 +5,7 @@
 
 mod desired;
 mod devices;
+mod events;
 mod history;
 mod operations;
 mod outbox;
@@ -44,6 +45,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(rollouts::resume))
         .routes(routes!(rollouts::cancel))
         .routes(routes!(rollouts::rollback))
+        .routes(routes!(events::stream))
         .routes(routes!(outbox::list))
         .routes(routes!(outbox::retry))
         .routes(routes!(operations::healthz))

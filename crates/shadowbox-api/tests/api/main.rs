@@ -6,6 +6,7 @@ mod convergence;
 mod desired;
 mod devices;
 mod errors;
+mod events;
 mod fuzz;
 mod helpers;
 mod history;

@@ -214,6 +214,7 @@ async fn openapi_lists_every_route() {
             "post",
             "/v1/tenants/{tenant_id}/rollouts/{rollout_id}/rollback",
         ),
+        ("get", "/v1/tenants/{tenant_id}/events"),
         ("get", "/v1/tenants/{tenant_id}/outbox"),
         ("post", "/v1/tenants/{tenant_id}/outbox/{id}/retry"),
         ("get", "/healthz"),
