@@ -17,7 +17,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 /// One event, as the stream sends it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct EventRow {
     /// The writing transaction's id.
     pub xid: i64,
@@ -53,10 +53,11 @@ impl EventRow {
 /// transactions that have finished, so it sends what commits from now on
 /// (and what transactions still running commit).
 pub async fn start_position(db: impl PgExecutor<'_>) -> sqlx::Result<EventId> {
-    let xmin: i64 =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            .fetch_one(db)
-            .await?;
+    let xmin = sqlx::query_scalar!(
+        r#"SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "xmin!""#
+    )
+    .fetch_one(db)
+    .await?;
     Ok(EventId { xid: xmin, seq: 0 })
 }
 
@@ -69,22 +70,23 @@ pub async fn read_after(
     after: EventId,
     limit: i64,
 ) -> sqlx::Result<Vec<EventRow>> {
-    sqlx::query_as(
-        "SELECT xid::text::bigint AS xid, seq, event, tenant_id, device_id, version, rollout_id,
-                at, data
-         FROM events
-         WHERE tenant_id = $1
-           AND ($2::text IS NULL OR device_id = $2)
-           AND (xid, seq) > ($3::text::xid8, $4)
-           AND xid < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY xid, seq
-         LIMIT $5",
+    sqlx::query_as!(
+        EventRow,
+        r#"SELECT xid::text::bigint AS "xid!", seq, event AS "event: EventKind", tenant_id,
+                  device_id, version, rollout_id, at, data AS "data: Json<Map<String, Value>>"
+           FROM events
+           WHERE tenant_id = $1
+             AND ($2::text IS NULL OR device_id = $2)
+             AND (xid, seq) > ($3::text::xid8, $4)
+             AND xid < pg_snapshot_xmin(pg_current_snapshot())
+           ORDER BY xid, seq
+           LIMIT $5"#,
+        tenant.as_str(),
+        device.map(DeviceId::as_str),
+        after.xid.to_string(),
+        after.seq,
+        limit
     )
-    .bind(tenant.as_str())
-    .bind(device.map(DeviceId::as_str))
-    .bind(after.xid.to_string())
-    .bind(after.seq)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
@@ -92,15 +94,18 @@ pub async fn read_after(
 /// The newest event any reader may see now (of any tenant), `None` when
 /// there is none: streams look for theirs when it moves.
 pub async fn newest_visible(db: impl PgExecutor<'_>) -> sqlx::Result<Option<EventId>> {
-    let newest: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT xid::text::bigint, seq FROM events
-         WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY xid DESC, seq DESC
-         LIMIT 1",
+    let newest = sqlx::query!(
+        r#"SELECT xid::text::bigint AS "xid!", seq FROM events
+           WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
+           ORDER BY xid DESC, seq DESC
+           LIMIT 1"#
     )
     .fetch_optional(db)
     .await?;
-    Ok(newest.map(|(xid, seq)| EventId { xid, seq }))
+    Ok(newest.map(|n| EventId {
+        xid: n.xid,
+        seq: n.seq,
+    }))
 }
 
 /// Records a `rollout` event of `tenant`'s rollout `rollout_id` in the
@@ -112,12 +117,12 @@ pub async fn record_rollout(
     rollout_id: i64,
     data: &Map<String, Value>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO events (tenant_id, event, rollout_id, data) VALUES ($1, 'rollout', $2, $3)",
+        tenant.as_str(),
+        rollout_id,
+        Json(data) as _
     )
-    .bind(tenant.as_str())
-    .bind(rollout_id)
-    .bind(Json(data))
     .execute(conn)
     .await?;
     Ok(())
@@ -128,12 +133,12 @@ pub async fn record_rollout(
 pub async fn purge(pool: &PgPool, older_than: DateTime<Utc>, batch: i64) -> sqlx::Result<u64> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "DELETE FROM events WHERE (xid, seq) IN (
                SELECT xid, seq FROM events WHERE at < $1 ORDER BY xid, seq LIMIT $2)",
+            older_than,
+            batch
         )
-        .bind(older_than)
-        .bind(batch)
         .execute(pool)
         .await?
         .rows_affected();
