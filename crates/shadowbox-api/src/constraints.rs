@@ -11,6 +11,8 @@
 //! - [`IfMatchHeader`]: the `If-Match` form (`crate::if_match`);
 //! - [`IdempotencyKeyHeader`]: the `Idempotency-Key` form
 //!   (`shadowbox_core::idempotency`);
+//! - [`LastEventIdHeader`]: the `Last-Event-ID` form
+//!   (`shadowbox_core::event`);
 //! - [`DesiredDocument`] and [`add_document_value`]: a desired document
 //!   holds no NUL character (`shadowbox_core::document`);
 //! - [`state_body_limits`]: the body and document limits, which are
@@ -18,6 +20,7 @@
 
 use std::borrow::Cow;
 
+use shadowbox_core::event::{EVENT_ID_PATTERN, MAX_EVENT_ID_LEN};
 use shadowbox_core::id::{ID_PATTERN, MAX_ID_LEN};
 use shadowbox_core::idempotency::{self, KEY_PATTERN, MAX_KEY_LEN};
 use shadowbox_core::tags::{MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, TAG_KEY_CLASS};
@@ -213,6 +216,23 @@ impl IntoParams for IfMatchHeader {
 
 /// The `Idempotency-Key` header of a write.
 pub(crate) struct IdempotencyKeyHeader;
+
+/// `Last-Event-ID`: an event id the stream gave out (400 otherwise).
+pub(crate) struct LastEventIdHeader;
+
+impl IntoParams for LastEventIdHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header(
+            "Last-Event-ID",
+            "resume after this event id, within the resume window \
+             (SHADOWBOX_EVENTS_RETENTION): every later event, none twice",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_EVENT_ID_LEN))
+                .pattern(Some(EVENT_ID_PATTERN)),
+        )]
+    }
+}
 
 impl IntoParams for IdempotencyKeyHeader {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {

@@ -24,6 +24,12 @@ text_enum!(
     }
 );
 
+/// The form of an [`EventId`] as [`EventId::from_str`] accepts it.
+pub const EVENT_ID_PATTERN: &str = "^[0-9]{1,19}-[0-9]{1,19}$";
+
+/// The longest [`EventId`] text.
+pub const MAX_EVENT_ID_LEN: usize = 39;
+
 /// An event's position: the id of the transaction that wrote it, then its
 /// order within that transaction. Written `<xid>-<seq>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,7 +58,7 @@ impl FromStr for EventId {
         let bad = || BadEventId(s.to_owned());
         let (xid, seq) = s.split_once('-').ok_or_else(bad)?;
         let number = |part: &str| {
-            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+            (!part.is_empty() && part.len() <= 19 && part.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| part.parse::<i64>().ok())
                 .flatten()
                 .ok_or_else(bad)

@@ -11,6 +11,7 @@ use shadowbox_db::tenants::tenant_exists;
 use utoipa::IntoParams;
 
 use crate::auth::TenantScope;
+use crate::constraints::{Identifier, LastEventIdHeader};
 use crate::events::{StreamRequest, open};
 use crate::problem::{ApiError, ClientProblem};
 use crate::state::AppState;
@@ -20,7 +21,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub(crate) struct StreamEvents {
     /// Only this device's events.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, schema_with = crate::constraints::identifier)]
     device_id: Option<DeviceId>,
 }
 
@@ -31,8 +32,8 @@ pub(crate) struct StreamEvents {
     tag = "events",
     security(("bearer" = [])),
     params(
-        ("tenant_id" = String, Path, description = "the tenant"),
-        ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id (within the resume window, SHADOWBOX_EVENTS_RETENTION)"),
+        ("tenant_id" = inline(Identifier), Path, description = "the tenant"),
+        LastEventIdHeader,
         StreamEvents,
     ),
     responses(

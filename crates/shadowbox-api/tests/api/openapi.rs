@@ -4,6 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use shadowbox_core::event::{EVENT_ID_PATTERN, MAX_EVENT_ID_LEN};
 use shadowbox_core::id::{ID_PATTERN, MAX_ID_LEN};
 use shadowbox_core::idempotency::{KEY_PATTERN, MAX_KEY_LEN};
 
@@ -72,6 +73,10 @@ async fn every_parameter_states_its_form() {
                 }
                 "older_than" => assert!(schema["pattern"].is_string(), "{at}"),
                 "rollout_id" => assert_eq!(schema["type"], "integer", "{at}"),
+                "Last-Event-ID" => {
+                    assert_eq!(schema["pattern"], EVENT_ID_PATTERN, "{at}");
+                    assert_eq!(schema["maxLength"], MAX_EVENT_ID_LEN, "{at}");
+                }
                 "id" | "status" | "in_sync" => {}
                 other => panic!(
                     "{at}: a parameter this test does not know ({other}): state its constraints and check them here"
