@@ -16,6 +16,8 @@ use shadowbox_core::{DeviceId, TenantId};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
+use crate::batches::delete_in_batches;
+
 /// One event, as the stream sends it.
 #[derive(Debug, Clone)]
 pub struct EventRow {
@@ -131,8 +133,7 @@ pub async fn record_rollout(
 /// Deletes events older than `older_than` (the resume window), oldest
 /// first in batches of `batch`. Returns how many.
 pub async fn purge(pool: &PgPool, older_than: DateTime<Utc>, batch: i64) -> sqlx::Result<u64> {
-    let mut total = 0;
-    loop {
+    delete_in_batches(batch, || async {
         let deleted = sqlx::query!(
             "DELETE FROM events WHERE (xid, seq) IN (
                SELECT xid, seq FROM events WHERE at < $1 ORDER BY xid, seq LIMIT $2)",
@@ -140,11 +141,8 @@ pub async fn purge(pool: &PgPool, older_than: DateTime<Utc>, batch: i64) -> sqlx
             batch
         )
         .execute(pool)
-        .await?
-        .rows_affected();
-        total += deleted;
-        if deleted < batch as u64 {
-            return Ok(total);
-        }
-    }
+        .await?;
+        Ok(deleted.rows_affected())
+    })
+    .await
 }
