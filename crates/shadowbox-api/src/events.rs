@@ -24,7 +24,7 @@ use shadowbox_core::event::EventId;
 use shadowbox_core::{DeviceId, TenantId};
 use shadowbox_db::events::{self, EventRow};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +34,11 @@ use crate::state::AppState;
 /// Events read from the database at once.
 const READ_BATCH: i64 = 256;
 
+/// Streams reading from the database at once, per process: however many
+/// streams are open, they never take more of the pool than this, so the
+/// API's requests always find a connection.
+const CONCURRENT_READS: usize = 4;
+
 /// Wakes the streams when a newer event becomes visible.
 pub(crate) struct EventFeed {
     /// The newest visible event of any tenant: every event that becomes
@@ -42,6 +47,8 @@ pub(crate) struct EventFeed {
     newest: watch::Sender<Option<EventId>>,
     /// Cancelled when the server shuts down: every stream ends.
     closing: CancellationToken,
+    /// Permits to read from the database ([`CONCURRENT_READS`]).
+    reads: Semaphore,
 }
 
 impl EventFeed {
@@ -50,6 +57,7 @@ impl EventFeed {
         Self {
             newest: watch::Sender::new(None),
             closing: CancellationToken::new(),
+            reads: Semaphore::new(CONCURRENT_READS),
         }
     }
 
@@ -194,15 +202,17 @@ impl Streamer {
         loop {
             newest.mark_unchanged();
             loop {
-                let rows = match events::read_after(
+                let permit = self.feed.reads.acquire().await;
+                let rows = events::read_after(
                     &self.pool,
                     &self.request.tenant,
                     self.request.device.as_ref(),
                     position,
                     READ_BATCH,
                 )
-                .await
-                {
+                .await;
+                drop(permit);
+                let rows = match rows {
                     Ok(rows) => rows,
                     Err(e) => {
                         tracing::warn!(error = %e, tenant = %self.request.tenant, "reading events failed");

@@ -243,7 +243,8 @@ async fn the_key_secret_is_stored_in_no_table() {
         .await;
     let mut needles = Vec::new();
     for secret in [via_route.as_str(), via_cli.secret.as_str()] {
-        let random = secret.rsplit_once('_').unwrap().1;
+        // `sbk_<32 hex id>_<random>`: the random part may hold `_` itself.
+        let random = &secret["sbk_".len() + 32 + 1..];
         needles.push(random.to_owned());
         needles.push(secret.to_owned());
     }
