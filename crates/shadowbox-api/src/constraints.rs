@@ -8,6 +8,8 @@
 //!   and [`rollout_cursor`]: a list's page
 //!   (`crate::pagination`);
 //! - [`TagSet`] and [`TagFilter`]: device tags (`shadowbox_core::tags`);
+//! - [`rollout_selector`], [`waves`], [`fraction`] and [`duration`]: a
+//!   rollout's body (`shadowbox_core::rollout`, `shadowbox_core::duration`);
 //! - [`IfMatchHeader`]: the `If-Match` form (`crate::if_match`);
 //! - [`IdempotencyKeyHeader`]: the `Idempotency-Key` form
 //!   (`shadowbox_core::idempotency`);
@@ -23,10 +25,12 @@ use std::borrow::Cow;
 use shadowbox_core::event::{EVENT_ID_PATTERN, MAX_EVENT_ID_LEN};
 use shadowbox_core::id::{ID_PATTERN, MAX_ID_LEN};
 use shadowbox_core::idempotency::{self, KEY_PATTERN, MAX_KEY_LEN};
+use shadowbox_core::rollout::{MAX_SELECTOR_DEVICE_IDS, MAX_WAVES};
 use shadowbox_core::tags::{MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, TAG_KEY_CLASS};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::schema::{
-    AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+    AdditionalProperties, AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder,
+    SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::{Object, OpenApi, Ref, RefOr, Required, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
@@ -175,6 +179,78 @@ impl IntoParams for TagFilter {
                 .build(),
         ]
     }
+}
+
+/// A rollout's selector: exactly one of `device_ids` (1 to
+/// `MAX_SELECTOR_DEVICE_IDS` identifiers), `tags` (at least one) and
+/// `all` (`true`), 422 otherwise.
+pub(crate) fn rollout_selector() -> RefOr<Schema> {
+    let only = |name: &str, schema: RefOr<Schema>| {
+        ObjectBuilder::new()
+            .property(name, schema)
+            .required(name)
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+    };
+    let device_ids = ArrayBuilder::new()
+        .items(identifier())
+        .min_items(Some(1))
+        .max_items(Some(MAX_SELECTOR_DEVICE_IDS));
+    let mut tags = tags();
+    tags.min_properties = Some(1);
+    let all = ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([true]));
+    OneOfBuilder::new()
+        .description(Some(format!(
+            "exactly one of `device_ids` (at most {MAX_SELECTOR_DEVICE_IDS}), `tags` \
+             (devices having every tag) and `all` (`true`: every active device)"
+        )))
+        .item(only("device_ids", device_ids.into()))
+        .item(only("tags", tags.into()))
+        .item(only("all", all.into()))
+        .into()
+}
+
+/// A rollout's `waves`, or null: 1 to `MAX_WAVES` fractions in (0, 1];
+/// that they strictly increase and end in 1.0 is a rule no schema
+/// keyword states (422 otherwise).
+pub(crate) fn waves() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .description(Some(format!(
+            "1 to {MAX_WAVES} strictly increasing cumulative fractions in (0, 1], \
+             the last one 1.0 (default [1.0])"
+        )))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .exclusive_minimum(Some(0))
+                .maximum(Some(1)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(MAX_WAVES))
+}
+
+/// A fraction in [0, 1], or null (422 otherwise).
+pub(crate) fn fraction() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Number, Type::Null]))
+        .minimum(Some(0))
+        .maximum(Some(1))
+        .build()
+}
+
+/// A duration longer than zero as `shadowbox_core::duration` reads it, or
+/// null. The server takes up to `36500d`; the pattern states a range
+/// inside it (every value it matches is accepted).
+pub(crate) fn duration() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(
+            r"^([1-9][0-9]{0,11}ms|[1-9][0-9]{0,8}s|[1-9][0-9]{0,6}m|[1-9][0-9]{0,4}h|[1-9][0-9]{0,3}d)$",
+        ))
+        .examples(["10m"])
+        .build()
 }
 
 /// A header parameter, optional.

@@ -199,8 +199,10 @@ impl From<DbError> for ApiError {
                 "Outbox row is not dead",
                 e.to_string(),
             ),
+            // The fleet's state, not the request's form: like a 404, the
+            // same request succeeds once a matching device exists.
             e @ DbError::EmptySelection => Self::new(
-                S::UNPROCESSABLE_ENTITY,
+                S::CONFLICT,
                 "empty-selection",
                 "Selector matches no device",
                 e.to_string(),

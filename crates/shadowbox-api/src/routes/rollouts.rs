@@ -37,33 +37,37 @@ pub(crate) struct CreateRollout {
     /// Exactly one of `{"device_ids": [...]}` (at most 10000),
     /// `{"tags": {...}}` (devices having every tag) or `{"all": true}`;
     /// active devices only, fixed now.
+    #[schema(schema_with = crate::constraints::rollout_selector)]
     selector: SelectorBody,
     /// The RFC 7396 merge patch applied to each device's own document.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::constraints::DesiredDocument)]
     patch: Value,
     /// Strictly increasing cumulative fractions in (0, 1], the last one
     /// 1.0 (default `[1.0]`).
+    #[schema(schema_with = crate::constraints::waves)]
     waves: Option<Vec<f64>>,
     /// Fraction of the devices written so far that must report their new
     /// version before the next wave starts (default 1.0).
+    #[schema(schema_with = crate::constraints::fraction)]
     min_converged: Option<f64>,
     /// A wave that has not met `min_converged` after this long (`10m`)
     /// aborts the rollout; the clock stops while paused (default none).
+    #[schema(schema_with = crate::constraints::duration)]
     wave_timeout: Option<String>,
     /// Abort as soon as more than this fraction of the written devices
     /// rejected their version (default none).
+    #[schema(schema_with = crate::constraints::fraction)]
     max_rejected: Option<f64>,
 }
 
-/// A rollout's selector: exactly one of its fields.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A rollout's selector: exactly one of its fields (its schema:
+/// `crate::constraints::rollout_selector`).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SelectorBody {
     /// These devices (at most 10000; duplicates count once).
-    #[schema(value_type = Option<Vec<String>>)]
     device_ids: Option<Vec<DeviceId>>,
     /// Devices having every one of these tags.
-    #[schema(schema_with = crate::constraints::tags)]
     tags: Option<Tags>,
     /// `true`: every active device of the tenant.
     all: Option<bool>,
@@ -152,7 +156,8 @@ impl CreateRollout {
     responses(
         (status = 201, description = "created, `running`; a replay carries `Idempotent-Replayed: true`", body = RolloutView),
         (status = 413, description = "the patch is larger than a document may be", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "an empty or invalid selector, one that matches no active device, a patch that is not an object, invalid waves or fractions or timeout; or the `Idempotency-Key` was used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the selector matches no active device of the tenant now", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "an empty or invalid selector, a patch that is not an object, invalid waves or fractions or timeout; or the `Idempotency-Key` was used for another request", body = Problem, content_type = "application/problem+json"),
         ClientProblem,
     )
 )]
