@@ -4,6 +4,7 @@
 //! Devices of a tenant are `d1` to `dN`.
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use shadowbox_core::{OutboxStatus, TenantId};
 use sqlx::PgPool;
@@ -106,10 +107,34 @@ pub async fn analyze_outbox(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pending outbox rows of `tenant`.
+/// Pending outbox rows of `tenant`: a walk over all of them, so for the
+/// end of a wait, never for polling (see [`any_pending`]).
 pub async fn pending(pool: &PgPool, tenant: &str) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM outbox WHERE status = 'pending' AND tenant_id = $1"#,
+        tenant
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Whether `tenant` has a pending outbox row: one probe of the index,
+/// cheap enough to poll while a relay drains (a count walks the backlog
+/// and competes with the relay for PostgreSQL's cores).
+pub async fn any_pending(pool: &PgPool, tenant: &str) -> anyhow::Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM outbox WHERE tenant_id = $1 AND status = 'pending') AS "any!""#,
+        tenant
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// When the newest delivered row of `tenant` was acknowledged: the end
+/// of a drain, read once it is over, exact however coarse the polling.
+pub async fn last_delivery(pool: &PgPool, tenant: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+    Ok(sqlx::query_scalar!(
+        "SELECT max(delivered_at) FROM outbox WHERE tenant_id = $1 AND status = 'delivered'",
         tenant
     )
     .fetch_one(pool)

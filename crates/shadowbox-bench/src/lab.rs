@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use anyhow::{Context as _, bail};
 use shadowbox_mqtt::Protocol;
-use shadowbox_testkit::{Mosquitto, MosquittoConfig, PrivatePostgres};
+use shadowbox_testkit::{Durability, Mosquitto, MosquittoConfig, PrivatePostgres};
 use sqlx::PgPool;
 
 use crate::cpu::{Watched, find_process};
@@ -35,7 +35,12 @@ impl Lab {
         clippy::disallowed_methods,
         reason = "ALTER SYSTEM takes no bind parameters; the values are this benchmark's constants and its log folder"
     )]
-    pub async fn start(binary: PathBuf, logs: PathBuf, protocol: Protocol) -> anyhow::Result<Self> {
+    pub async fn start(
+        binary: PathBuf,
+        logs: PathBuf,
+        protocol: Protocol,
+        durability: Durability,
+    ) -> anyhow::Result<Self> {
         if !binary.is_file() {
             bail!(
                 "{} is missing: run scripts/bench.sh, which builds it",
@@ -54,7 +59,7 @@ impl Lab {
             .arg(&pg_logs)
             .stderr(Stdio::null())
             .status();
-        let postgres = PrivatePostgres::start();
+        let postgres = PrivatePostgres::start_with(durability);
         let admin = PgPoolOptions::new()
             .max_connections(1)
             .connect(&postgres.url("postgres"))
@@ -98,6 +103,36 @@ impl Lab {
             mosquitto,
             protocol,
         })
+    }
+
+    /// The settings of the private PostgreSQL that decide what a figure
+    /// means (durability first), for `summary.json` and the table's title.
+    pub async fn database_settings(&self) -> anyhow::Result<serde_json::Value> {
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.database_url("postgres"))
+            .await?;
+        let settings = sqlx::query!(
+            r#"SELECT name AS "name!", setting AS "setting!", unit FROM pg_settings
+               WHERE name = ANY(ARRAY['server_version', 'fsync', 'synchronous_commit',
+                                      'full_page_writes', 'wal_level', 'shared_buffers',
+                                      'max_wal_size', 'max_connections', 'work_mem'])
+               ORDER BY name"#
+        )
+        .fetch_all(&admin)
+        .await?;
+        admin.close().await;
+        Ok(settings
+            .into_iter()
+            .map(|s| {
+                let value = match s.unit {
+                    Some(unit) => format!("{} x {unit}", s.setting),
+                    None => s.setting,
+                };
+                (s.name, serde_json::Value::String(value))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into())
     }
 
     /// The MQTT version every `serve` of this run speaks.

@@ -33,6 +33,7 @@ use crate::lab::Lab;
 use crate::machine::Machine;
 use crate::profile::Profile;
 use shadowbox_mqtt::Protocol;
+use shadowbox_testkit::Durability;
 
 /// End-to-end benchmark of shadowbox: every headline figure beside the
 /// same machine's limit, measured in the same run.
@@ -58,6 +59,12 @@ struct Args {
     /// scale, memory); every one by default.
     #[arg(long, value_delimiter = ',', value_parser = figures::NAMES)]
     only: Vec<String>,
+    /// Run the private PostgreSQL with `fsync=off`: faster, and not what
+    /// users run (a crash may lose committed writes). Every output says
+    /// so. By default the cluster is durable (`fsync` and
+    /// `synchronous_commit` on).
+    #[arg(long)]
+    fsync_off: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,7 +101,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         machine.memory_mib,
         machine.load_average
     );
-    let lab = Lab::start(args.shadowbox.clone(), args.out.join("logs"), args.protocol).await?;
+    let durability = if args.fsync_off {
+        Durability::FsyncOff
+    } else {
+        Durability::Durable
+    };
+    let lab = Lab::start(
+        args.shadowbox.clone(),
+        args.out.join("logs"),
+        args.protocol,
+        durability,
+    )
+    .await?;
+    let database = lab.database_settings().await?;
+    eprintln!("==> PostgreSQL: {}", durability_label(durability));
     let figures = figures::run(&lab, &profile, &args.only, |figure| {
         print!("{}", report::table(&figure.rows));
     })
@@ -111,6 +131,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "command": command,
             "machine": machine,
             "mqtt_protocol": args.protocol.to_string(),
+            "database": database,
+            "database_durability": durability_label(durability),
             "load_average_after": machine::load_average(),
             "seconds": started.elapsed().as_secs_f64(),
             "profile": profile,
@@ -118,9 +140,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }),
     )?;
     println!(
-        "\nshadowbox-bench {} (MQTT {}) on {} cores / {} MiB ({}), {:.0} s:\n",
+        "\nshadowbox-bench {} (MQTT {}, PostgreSQL {}) on {} cores / {} MiB ({}), {:.0} s:\n",
         date.format("%Y-%m-%d %H:%M UTC"),
         args.protocol,
+        durability_label(durability),
         machine.cores,
         machine.memory_mib,
         machine.cpu_model,
@@ -129,6 +152,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     print!("{}", report::table(&rows));
     println!("\nJSON: {}/*.json", args.out.display());
     Ok(())
+}
+
+/// How the run's PostgreSQL keeps commits, as every output states it.
+fn durability_label(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Durable => "durable: fsync on",
+        Durability::FsyncOff => "fsync=off: NOT durable (--fsync-off)",
+    }
 }
 
 /// The first of ctrl-c and SIGTERM.

@@ -53,7 +53,7 @@ pub use logs::init_logs;
 pub use metrics::metric_value;
 pub use mosquitto::{MAX_INFLIGHT_MESSAGES, Mosquitto, MosquittoConfig, MosquittoTls};
 pub use nats::NatsCluster;
-pub use postgres::PrivatePostgres;
+pub use postgres::{Durability, PrivatePostgres};
 pub use process::{free_port, wait_for_port};
 pub use proxy::TcpProxy;
 pub use running::Running;

@@ -6,19 +6,39 @@ use std::time::Duration;
 
 use crate::process::{free_port, running_as_root, wait_for_port};
 
+/// Whether a private cluster flushes its writes to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `fsync` on, as PostgreSQL ships and users run it: what a benchmark
+    /// measures by default.
+    Durable,
+    /// `fsync=off`: a crash may lose committed data; faster, for tests
+    /// that stop and restart the database (never for a figure people
+    /// compare without saying so).
+    FsyncOff,
+}
+
 /// A private cluster under a temp dir on a free port, stopped when dropped.
 pub struct PrivatePostgres {
     port: u16,
     dir: tempfile::TempDir,
+    durability: Durability,
 }
 
 impl PrivatePostgres {
-    /// Creates the cluster (`initdb`) and starts it.
+    /// Creates a cluster with `fsync=off` (`initdb`) and starts it: the
+    /// tests' cluster.
     pub fn start() -> Self {
+        Self::start_with(Durability::FsyncOff)
+    }
+
+    /// Creates a cluster of `durability` (`initdb`) and starts it.
+    pub fn start_with(durability: Durability) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let cluster = Self {
             port: free_port(),
             dir,
+            durability,
         };
         if running_as_root() {
             let status = Command::new("chown")
@@ -56,8 +76,12 @@ impl PrivatePostgres {
     /// Starts the cluster and waits until it accepts connections.
     pub fn restart(&self) {
         let data = self.data_dir();
+        let fsync = match self.durability {
+            Durability::Durable => "on",
+            Durability::FsyncOff => "off",
+        };
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync={fsync}",
             self.port,
             self.dir.path().display()
         );
