@@ -73,6 +73,8 @@ impl Lab {
             format!("ALTER SYSTEM SET log_directory = '{}'", pg_logs.display()),
             "ALTER SYSTEM SET log_filename = 'postgres.log'".to_owned(),
             "ALTER SYSTEM SET session_preload_libraries = 'auto_explain'".to_owned(),
+            // Each figure's statements, by cost (`crate::statements`).
+            "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'".to_owned(),
             // Makes the next setting known to this session.
             "LOAD 'auto_explain'".to_owned(),
             "ALTER SYSTEM SET auto_explain.log_min_duration = '500ms'".to_owned(),

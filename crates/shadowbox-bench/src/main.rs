@@ -20,6 +20,7 @@ mod pgbench;
 mod profile;
 mod report;
 mod serve;
+mod statements;
 mod stats;
 
 use std::path::PathBuf;

@@ -27,6 +27,7 @@ use crate::lab::Lab;
 use crate::profile::Profile;
 use crate::report::{Figure, Row, count};
 use crate::serve::Serve;
+use crate::statements;
 use shadowbox_mqtt::Protocol;
 
 /// The database of figures 1 to 4.
@@ -102,6 +103,7 @@ pub async fn run(
             fleet::create(&pool, tenant, n).await?;
         }
         fleet::vacuum(&pool).await?;
+        statements::enable(&pool).await?;
 
         let serve = Serve::start(lab, DB, "main").await?;
         let watched = lab.watched(Some(serve.pid()));
@@ -126,6 +128,7 @@ pub async fn run(
                 "==> 1 desired writes: the API at {:?} clients",
                 profile.clients
             );
+            statements::reset(&pool).await?;
             let measured = writes::measure(
                 &api,
                 &watched,
@@ -135,10 +138,12 @@ pub async fn run(
                 profile.window,
             )
             .await;
+            let spent = statements::top(&pool).await?;
+            statements::print("1 desired writes", &spent);
             record(Figure {
                 name: "writes",
                 rows: writes::rows("1 desired writes", &limits, &measured),
-                detail: json!({"devices": devices, "pgbench": limits, "api": measured}),
+                detail: json!({"devices": devices, "pgbench": limits, "api": measured, "statements": spent}),
             });
         }
 
@@ -171,6 +176,7 @@ pub async fn run(
         }
         if let (true, Some(raw)) = (wants("drain"), &raw) {
             eprintln!("==> 3 relay drain");
+            statements::reset(&pool).await?;
             let coalesced = drain::drain(
                 &pool,
                 &watched,
@@ -179,6 +185,9 @@ pub async fn run(
                 profile.backlog_rows,
             )
             .await?;
+            let coalesced_spent = statements::top(&pool).await?;
+            statements::print("3 relay drain, coalesced", &coalesced_spent);
+            statements::reset(&pool).await?;
             let wide = drain::drain(
                 &pool,
                 &watched,
@@ -187,6 +196,8 @@ pub async fn run(
                 profile.backlog_rows,
             )
             .await?;
+            let wide_spent = statements::top(&pool).await?;
+            statements::print("3 relay drain, one row per device", &wide_spent);
             let connection = relay_connection(lab, &serve);
             let label = format!("3 relay drain ({connection})");
             record(Figure {
@@ -200,6 +211,7 @@ pub async fn run(
                     "raw": raw,
                     "coalesced": coalesced,
                     "one_row_per_device": wide,
+                    "statements": {"coalesced": coalesced_spent, "one_row_per_device": wide_spent},
                 }),
             });
         }
@@ -213,6 +225,7 @@ pub async fn run(
                 profile.reported_messages,
             )
             .await?;
+            statements::reset(&pool).await?;
             let pass = ingest::ingest(
                 &pool,
                 lab.mqtt_port(),
@@ -222,6 +235,8 @@ pub async fn run(
                 profile.reported_messages,
             )
             .await?;
+            let spent = statements::top(&pool).await?;
+            statements::print("4 ingest", &spent);
             let connection = ingest_connection(lab);
             record(Figure {
                 name: "ingest",
@@ -236,6 +251,7 @@ pub async fn run(
                     "devices": devices,
                     "raw": raw_in,
                     "ingest": pass,
+                    "statements": spent,
                 }),
             });
         }
