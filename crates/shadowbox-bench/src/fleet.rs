@@ -28,6 +28,28 @@ pub async fn create(pool: &PgPool, tenant: &str, devices: u64) -> anyhow::Result
     Ok(())
 }
 
+/// Tags devices `d1` to `d<devices>` of `tenant` with `key`=`value`, so
+/// a tag selector takes them and no other.
+pub async fn tag(
+    pool: &PgPool,
+    tenant: &str,
+    devices: u64,
+    (key, value): (&str, &str),
+) -> anyhow::Result<()> {
+    sqlx::query!(
+        "INSERT INTO device_tags (tenant_id, device_id, key, value)
+         SELECT $1, 'd' || i, $3, $4 FROM generate_series(1, $2::bigint) AS i",
+        tenant,
+        devices as i64,
+        key,
+        value
+    )
+    .execute(pool)
+    .await
+    .with_context(|| format!("tag {devices} devices of {tenant}"))?;
+    Ok(())
+}
+
 /// Sets the desired version of every device of `tenant` to `version`
 /// (nothing is enqueued): devices may then report versions up to it, and
 /// reaching it applies it.

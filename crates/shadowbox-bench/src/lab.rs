@@ -50,7 +50,8 @@ impl Lab {
         // Only this run's logs.
         let _ = std::fs::remove_dir_all(&logs);
         // PostgreSQL writes its own log (with the plan of every statement
-        // slower than 500 ms) next to ours; it runs as `postgres` when we are root.
+        // slower than 500 ms) next to ours, and counts statements
+        // (`pg_stat_statements`); it runs as `postgres` when we are root.
         let pg_logs = std::path::absolute(logs.join("postgres"))?;
         std::fs::create_dir_all(&pg_logs)
             .with_context(|| format!("create {}", pg_logs.display()))?;

@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, default_value = "5")]
     protocol: Protocol,
     /// Only these figures (comma-separated: writes, latency, drain, ingest,
-    /// scale, memory); every one by default.
+    /// scale, memory, reconcile, rollout); every one by default.
     #[arg(long, value_delimiter = ',', value_parser = figures::NAMES)]
     only: Vec<String>,
     /// Run the private PostgreSQL with `fsync=off`: faster, and not what
@@ -66,6 +66,10 @@ struct Args {
     /// `synchronous_commit` on).
     #[arg(long)]
     fsync_off: bool,
+    /// The rollout figure's sizes (comma-separated device counts) instead
+    /// of the profile's, e.g. `--rollout-devices 1000000`.
+    #[arg(long, value_delimiter = ',')]
+    rollout_devices: Vec<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,11 +88,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let profile = if args.quick {
+    let mut profile = if args.quick {
         Profile::quick()
     } else {
         Profile::full()
     };
+    if !args.rollout_devices.is_empty() {
+        profile.rollout_fleets = args.rollout_devices.clone();
+    }
     let started = Instant::now();
     let date = chrono::Utc::now();
     let machine = Machine::now();

@@ -36,6 +36,8 @@ pub struct Profile {
     pub reconcile_fleets: Vec<u64>,
     /// Concurrent clients of the scale curve's writes.
     pub scale_clients: usize,
+    /// Devices of each rollout of the rollout figure.
+    pub rollout_fleets: Vec<u64>,
 }
 
 impl Profile {
@@ -56,6 +58,7 @@ impl Profile {
             reconcile_fleets: vec![10_000, 100_000],
             scale_history: 1_000_000,
             scale_clients: 32,
+            rollout_fleets: vec![10_000, 100_000],
         }
     }
 
@@ -73,6 +76,7 @@ impl Profile {
             scale_fleets: vec![1_000, 10_000],
             reconcile_fleets: vec![1_000],
             scale_history: 10_000,
+            rollout_fleets: vec![1_000],
             ..Self::full()
         }
     }

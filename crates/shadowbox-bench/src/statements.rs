@@ -38,6 +38,22 @@ pub async fn enable(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes `pool`'s database count the statements that functions and
+/// triggers run too (`pg_stat_statements.track = all`), for sessions that
+/// start from now on: a figure whose writes fire set-based triggers sees
+/// what each trigger costs.
+pub async fn count_nested(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query(
+        "DO $$ BEGIN
+           EXECUTE format('ALTER DATABASE %I SET pg_stat_statements.track = %L',
+                          current_database(), 'all');
+         END $$",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Forgets everything counted so far, in every database.
 pub async fn reset(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::query("SELECT pg_stat_statements_reset()")

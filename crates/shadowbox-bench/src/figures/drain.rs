@@ -121,7 +121,7 @@ pub async fn drain(
 
 /// Waits until `tenant` has no pending row or `patience` passed, and
 /// answers how many are left.
-async fn pending_after(pool: &PgPool, tenant: &str, patience: Duration) -> anyhow::Result<u64> {
+pub async fn pending_after(pool: &PgPool, tenant: &str, patience: Duration) -> anyhow::Result<u64> {
     let deadline = Instant::now() + patience;
     while fleet::any_pending(pool, tenant).await? {
         if Instant::now() > deadline {

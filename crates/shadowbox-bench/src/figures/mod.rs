@@ -6,16 +6,19 @@
 //! 4. ingest beside the raw delivery rate ([`ingest`]);
 //! 5. the scale curve ([`scale`]);
 //! 6. peak RSS of every `serve` (here);
-//! 7. the cost of a reconcile pass ([`reconcile`]).
+//! 7. the cost of a reconcile pass ([`reconcile`]);
+//! 8. a rollout's write and delivery beside plain SQL and the raw
+//!    publish rate ([`rollout`]).
 //!
 //! Figures 1 to 4 share one database and one `serve`; each scale-curve
-//! fleet has its own. `--only` measures some of them; the drain and
+//! fleet, reconcile fleet and rollout size has its own. `--only` measures some of them; the drain and
 //! ingest rows name the MQTT version and in-flight window they ran with.
 
 pub mod drain;
 pub mod ingest;
 pub mod latency;
 pub mod reconcile;
+pub mod rollout;
 pub mod scale;
 pub mod writes;
 
@@ -40,7 +43,7 @@ const DRAIN: &str = "drain";
 const DRAIN_WIDE: &str = "drainwide";
 
 /// The figures' names, for `--only`.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "writes",
     "latency",
     "drain",
@@ -48,6 +51,7 @@ pub const NAMES: [&str; 7] = [
     "scale",
     "memory",
     "reconcile",
+    "rollout",
 ];
 
 /// How the relay's and the ingester's broker connection runs, for the
@@ -259,15 +263,14 @@ pub async fn run(
         pool.close().await;
     }
 
-    if wants("scale") {
-        let raw = match raw {
-            Some(raw) => raw,
-            None => drain::raw(lab.mqtt_port(), &lab.watched(None), profile.backlog_rows).await?,
-        };
+    if raw.is_none() && (wants("scale") || wants("rollout")) {
+        raw = Some(drain::raw(lab.mqtt_port(), &lab.watched(None), profile.backlog_rows).await?);
+    }
+    if let (true, Some(raw)) = (wants("scale"), &raw) {
         let points = scale::measure(lab, profile).await?;
         record(Figure {
             name: "scale",
-            rows: scale::rows(&points, &raw),
+            rows: scale::rows(&points, raw),
             detail: json!({"raw_publishes_per_second": raw.per_second, "points": points}),
         });
         peaks.extend(
@@ -285,6 +288,14 @@ pub async fn run(
             name: "reconcile",
             rows: reconcile::rows(&points),
             detail: json!({"points": points}),
+        });
+    }
+    if let (true, Some(raw)) = (wants("rollout"), &raw) {
+        let points = rollout::measure(lab, &profile.rollout_fleets).await?;
+        record(Figure {
+            name: "rollout",
+            rows: rollout::rows(&points, raw),
+            detail: json!({"raw": raw, "points": points}),
         });
     }
     Ok(figures)
