@@ -26,6 +26,12 @@ pub struct ApiArgs {
     /// The admin bearer token; without it the admin routes are disabled.
     #[arg(long, env = "SHADOWBOX_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// How long a tenant key found in the database is trusted without
+    /// asking it again (`0s`: every request asks). A key deleted in SQL
+    /// keeps working in a running process for at most this long.
+    #[arg(long, env = "SHADOWBOX_API_KEY_CACHE_TTL", value_parser = duration,
+          default_value = default_duration(shadowbox_api::settings::DEFAULT_KEY_CACHE_TTL))]
+    pub api_key_cache_ttl: Duration,
 }
 
 impl ApiArgs {
@@ -35,6 +41,7 @@ impl ApiArgs {
         settings.admin_token = self.admin_token.clone().filter(|t| !t.is_empty());
         settings.limits = common.limits();
         settings.max_body_bytes = shadowbox_api::settings::body_limit_for(&settings.limits);
+        settings.key_cache_ttl = self.api_key_cache_ttl;
         Ok(settings)
     }
 }

@@ -17,9 +17,9 @@ use shadowbox_core::api_key::{PresentedKey, tokens_equal};
 use shadowbox_core::{Actor, TenantId};
 use shadowbox_db::DbError;
 use shadowbox_db::api_keys::find_api_key;
-use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::key_cache::StoredKey;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -54,7 +54,7 @@ impl Caller {
         {
             return Ok(Self::Admin);
         }
-        match key_tenant(&state.pool, token).await? {
+        match key_tenant(state, token).await? {
             Some((tenant, key)) => Ok(Self::Tenant { tenant, key }),
             None => Err(ApiError::unauthorized("the bearer token is not valid")),
         }
@@ -70,18 +70,30 @@ impl Caller {
 }
 
 /// The tenant and id of the key `token` is, or `None` when it is not a
-/// valid key.
-async fn key_tenant(pool: &PgPool, token: &str) -> Result<Option<(TenantId, Uuid)>, DbError> {
+/// valid key. The key is looked up in the process's key cache first,
+/// in the database otherwise; the secret is checked either way.
+async fn key_tenant(state: &AppState, token: &str) -> Result<Option<(TenantId, Uuid)>, DbError> {
     let Some(presented) = PresentedKey::parse(token) else {
         return Ok(None);
     };
-    let Some((tenant, stored)) = find_api_key(pool, presented.id).await? else {
-        return Ok(None);
+    let stored = match state.keys.get(presented.id) {
+        Some(stored) => stored,
+        None => {
+            let Some((tenant, secret_hash)) = find_api_key(&state.pool, presented.id).await? else {
+                return Ok(None);
+            };
+            let stored = StoredKey {
+                tenant,
+                secret_hash,
+            };
+            state.keys.put(presented.id, stored.clone());
+            stored
+        }
     };
-    if !presented.matches(&stored) {
+    if !presented.matches(&stored.secret_hash) {
         return Ok(None);
     }
-    Ok(Some((tenant, presented.id)))
+    Ok(Some((stored.tenant, presented.id)))
 }
 
 /// The `{tenant_id}` of a route's path; the route's other parameters are

@@ -33,6 +33,7 @@ mod constraints;
 mod events;
 mod idempotency;
 mod if_match;
+mod key_cache;
 pub mod metrics;
 mod openapi;
 mod pagination;

@@ -31,6 +31,10 @@ pub const DEFAULT_EVENTS_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// connection is dropped, unless told otherwise.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a tenant key found in the database is trusted without asking
+/// it again, unless told otherwise (`crate::key_cache`).
+pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+
 /// How the API runs.
 #[derive(Clone)]
 pub struct ApiSettings {
@@ -64,6 +68,9 @@ pub struct ApiSettings {
     /// A write to a client that makes no progress this long drops the
     /// connection (see `send_timeout`).
     pub send_timeout: Duration,
+    /// How long a tenant key found in the database is trusted without
+    /// asking it again (0: every request asks); see `crate::key_cache`.
+    pub key_cache_ttl: Duration,
 }
 
 impl ApiSettings {
@@ -84,6 +91,7 @@ impl ApiSettings {
             events_buffer: DEFAULT_EVENTS_BUFFER,
             events_poll_interval: DEFAULT_EVENTS_POLL_INTERVAL,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            key_cache_ttl: DEFAULT_KEY_CACHE_TTL,
         }
     }
 }
@@ -113,6 +121,7 @@ impl fmt::Debug for ApiSettings {
             .field("events_buffer", &self.events_buffer)
             .field("events_poll_interval", &self.events_poll_interval)
             .field("send_timeout", &self.send_timeout)
+            .field("key_cache_ttl", &self.key_cache_ttl)
             .finish()
     }
 }

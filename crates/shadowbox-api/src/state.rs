@@ -7,6 +7,7 @@ use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 
 use crate::events::EventFeed;
+use crate::key_cache::KeyCache;
 use crate::metrics::ApiMetrics;
 use crate::readiness::Readiness;
 use crate::settings::ApiSettings;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub(crate) readiness: Arc<Readiness>,
     /// Wakes the event streams; [`crate::serve`] runs it.
     pub(crate) events: Arc<EventFeed>,
+    /// Tenant keys found in the database, for a short time.
+    pub(crate) keys: Arc<KeyCache>,
 }
 
 impl AppState {
@@ -39,6 +42,7 @@ impl AppState {
     ) -> Self {
         Self {
             pool,
+            keys: Arc::new(KeyCache::new(settings.key_cache_ttl)),
             settings: Arc::new(settings),
             registry,
             metrics,

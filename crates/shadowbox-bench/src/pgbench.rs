@@ -1,7 +1,8 @@
 //! The database's own limit for a desired write: `pgbench` running the
 //! API's transaction (lock the device row, update its state, supersede its
-//! pending rows, insert the outbox row, notify) with no HTTP, no JSON, no
-//! auth and no `serve` in the way.
+//! pending rows, insert the outbox row, notify, record the change in the
+//! history, whose trigger writes the `desired` event) with no HTTP, no
+//! JSON, no auth and no `serve` in the way.
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub struct PgbenchRun {
 /// of `tenant` (`shadowbox_db::desired` and `outbox::enqueue`).
 fn script(tenant: &str, devices: u64) -> String {
     let device = "'d' || :d";
+    let channel = shadowbox_db::OUTBOX_CHANNEL;
     format!(
         "\\set d random(1, {devices})\n\
          BEGIN;\n\
@@ -35,7 +37,9 @@ fn script(tenant: &str, devices: u64) -> String {
          ins AS (INSERT INTO outbox (tenant_id, device_id, kind, topic, payload, version) VALUES ('{tenant}', {device}, 'desired', \
          'tenant/{tenant}/device/d' || :d || '/shadow/desired', \
          convert_to('{{\"desired\":{{\"n\":' || :v || '}},\"version\":' || :v || ',\"timestamp\":\"' || now() || '\"}}', 'UTF8'), :v) RETURNING id) \
-         SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('shadowbox_outbox', '')) AS n;\n\
+         SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('{channel}', '')) AS n;\n\
+         INSERT INTO desired_history (tenant_id, device_id, version, change, body, actor) \
+         VALUES ('{tenant}', {device}, :v, 'merge', jsonb_build_object('n', CAST(:v AS bigint)), 'key:pgbench');\n\
          COMMIT;\n"
     )
 }

@@ -1,6 +1,9 @@
 //! Bearer auth: 401 without a valid token, tenant keys confined to their
 //! tenant (404, learning nothing), admin routes for the admin only, and
-//! the key's secret stored nowhere.
+//! the key's secret stored nowhere; a cached key checks its secret and
+//! lives at most the cache's TTL.
+
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -292,4 +295,41 @@ async fn the_key_secret_is_stored_in_no_table() {
         }
     }
     assert!(cells > 5, "the dump read the tables ({cells} cells)");
+}
+
+#[tokio::test]
+async fn a_cached_key_still_checks_its_secret_and_lives_at_most_the_ttl() {
+    let path = "/v1/tenants/acme/devices";
+    let forget_keys = |app: &crate::helpers::TestApp| {
+        let pool = app.db.pool.clone();
+        async move {
+            sqlx::query("DELETE FROM api_keys")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+
+    let cached = spawn_with(|s| s.key_cache_ttl = Duration::from_secs(600)).await;
+    let key = cached.tenant_with_key("acme").await;
+    let ok = cached.send(Method::GET, path, Some(&key), None).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let tampered = format!("{}x", &key[..key.len() - 1]);
+    let wrong = cached.send(Method::GET, path, Some(&tampered), None).await;
+    expect_problem(wrong, StatusCode::UNAUTHORIZED).await;
+    forget_keys(&cached).await;
+    let still = cached.send(Method::GET, path, Some(&key), None).await;
+    assert_eq!(
+        still.status(),
+        StatusCode::OK,
+        "a key deleted in SQL works for the TTL"
+    );
+
+    let uncached = spawn_with(|s| s.key_cache_ttl = Duration::ZERO).await;
+    let key = uncached.tenant_with_key("acme").await;
+    let ok = uncached.send(Method::GET, path, Some(&key), None).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    forget_keys(&uncached).await;
+    let gone = uncached.send(Method::GET, path, Some(&key), None).await;
+    expect_problem(gone, StatusCode::UNAUTHORIZED).await;
 }
