@@ -23,7 +23,8 @@ pub struct PgbenchRun {
     pub latency: Latency,
 }
 
-/// The transaction of `PATCH .../desired` as SQL, for device `d<random>`
+/// The transaction of `PATCH .../desired` as SQL (no `:` in its literals:
+/// pgbench would read one as a variable), for device `d<random>`
 /// of `tenant` (`shadowbox_db::desired` and `outbox::enqueue`).
 fn script(tenant: &str, devices: u64) -> String {
     let device = "'d' || :d";
@@ -39,7 +40,7 @@ fn script(tenant: &str, devices: u64) -> String {
          convert_to('{{\"desired\":{{\"n\":' || :v || '}},\"version\":' || :v || ',\"timestamp\":\"' || now() || '\"}}', 'UTF8'), :v) RETURNING id) \
          SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('{channel}', '')) AS n;\n\
          INSERT INTO desired_history (tenant_id, device_id, version, change, body, actor) \
-         VALUES ('{tenant}', {device}, :v, 'merge', jsonb_build_object('n', CAST(:v AS bigint)), 'key:pgbench');\n\
+         VALUES ('{tenant}', {device}, :v, 'merge', jsonb_build_object('n', CAST(:v AS bigint)), 'admin');\n\
          COMMIT;\n"
     )
 }
