@@ -25,7 +25,7 @@ pub struct PgbenchRun {
 
 /// The transaction of `PATCH .../desired` as SQL (no `:` in its literals:
 /// pgbench would read one as a variable), for device `d<random>`
-/// of `tenant` (`shadowbox_db::desired` and `outbox::enqueue`).
+/// of `tenant` (`shadowbox_db::desired` and `shadowbox_db::changes`).
 fn script(tenant: &str, devices: u64) -> String {
     let device = "'d' || :d";
     let channel = shadowbox_db::OUTBOX_CHANNEL;

@@ -12,9 +12,9 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 
 use crate::DbError;
+use crate::changes::{self, DeviceChange, Publish, Recorded};
 use crate::devices::{DeviceRecord, get_device};
-use crate::history::{self, NewChange};
-use crate::outbox::{Publish, enqueue};
+use crate::history;
 
 /// A change to the desired document.
 #[derive(Debug, Clone)]
@@ -125,24 +125,19 @@ pub async fn apply_desired_change(
     )
     .execute(&mut *conn)
     .await?;
-    let id = enqueue(
+    let (DesiredChange::Merge(body) | DesiredChange::Replace(body)) = &change;
+    let ids = changes::record(
         &mut *conn,
         tenant,
-        device,
-        Publish::Desired(&next),
-        next_version,
-    )
-    .await?;
-    let (DesiredChange::Merge(body) | DesiredChange::Replace(body)) = &change;
-    history::record(
-        &mut *conn,
-        &[NewChange {
-            tenant,
+        &[DeviceChange {
             device,
             version: next_version,
-            change: kind,
-            body: Some(body),
-            actor,
+            publish: Some(Publish::Desired(&next)),
+            recorded: Some(Recorded {
+                change: kind,
+                body: Some(body),
+                actor,
+            }),
         }],
     )
     .await?;
@@ -151,6 +146,6 @@ pub async fn apply_desired_change(
         .expect("locked above");
     Ok(DesiredOutcome {
         device,
-        enqueued: Some(id),
+        enqueued: Some(ids[0]),
     })
 }

@@ -11,9 +11,8 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
 use crate::DbError;
+use crate::changes::{self, DeviceChange, Publish, Recorded};
 use crate::error::{is_fk_violation, is_unique_violation};
-use crate::history::{self, NewChange};
-use crate::outbox::{Publish, enqueue};
 
 /// A device with its shadow and the summary of its newest delivery.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -295,18 +294,18 @@ pub async fn register_device(
         Ok(_) => {}
     }
     insert_tags(&mut *conn, tenant, device, tags).await?;
-    if let Some(doc) = &desired {
-        enqueue(&mut *conn, tenant, device, Publish::Desired(doc), version).await?;
-    }
-    history::record(
+    changes::record(
         &mut *conn,
-        &[NewChange {
-            tenant,
+        tenant,
+        &[DeviceChange {
             device,
             version,
-            change: Change::Register,
-            body: desired.as_ref(),
-            actor,
+            publish: desired.as_ref().map(Publish::Desired),
+            recorded: Some(Recorded {
+                change: Change::Register,
+                body: desired.as_ref(),
+                actor,
+            }),
         }],
     )
     .await?;
@@ -335,16 +334,18 @@ pub async fn decommission_device(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(version) = row {
-        enqueue(&mut *conn, tenant, device, Publish::Clear, version).await?;
-        history::record(
+        changes::record(
             &mut *conn,
-            &[NewChange {
-                tenant,
+            tenant,
+            &[DeviceChange {
                 device,
                 version,
-                change: Change::Decommission,
-                body: None,
-                actor,
+                publish: Some(Publish::Clear),
+                recorded: Some(Recorded {
+                    change: Change::Decommission,
+                    body: None,
+                    actor,
+                }),
             }],
         )
         .await?;

@@ -1,14 +1,14 @@
 //! Desired history: one row per desired change, with who made it, written
-//! by the transaction that makes the change ([`record`]). When the change
+//! by the transaction that makes the change ([`crate::changes`]). When the change
 //! was delivered and applied is filled in by the triggers of the
 //! migration `desired_history` as the relay and the ingester write, so
 //! their batch statements stay set-based and no writer can forget it.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use shadowbox_core::{Actor, Change, DeviceId, Document, TenantId};
+use shadowbox_core::{Actor, Change, DeviceId, TenantId};
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use sqlx::{PgExecutor, PgPool};
 
 use crate::batches::delete_in_batches;
 use crate::desired::DesiredChange;
@@ -22,48 +22,6 @@ pub fn change_of(write: &DesiredChange, actor: &Actor) -> Change {
         (DesiredChange::Merge(_), _) => Change::Merge,
         (DesiredChange::Replace(_), _) => Change::Replace,
     }
-}
-
-/// A change to record, in the transaction that makes it.
-#[derive(Debug, Clone, Copy)]
-pub struct NewChange<'a> {
-    /// The tenant.
-    pub tenant: &'a TenantId,
-    /// The device.
-    pub device: &'a DeviceId,
-    /// The desired version after the change.
-    pub version: i64,
-    /// What it was.
-    pub change: Change,
-    /// What was sent (the patch, the document), `None` for none.
-    pub body: Option<&'a Document>,
-    /// Who made it.
-    pub actor: Actor,
-}
-
-/// Records `changes` in one statement, inside the caller's transaction:
-/// every path that changes desired state calls it (a rollout's wave
-/// records all its devices at once).
-pub async fn record(conn: &mut PgConnection, changes: &[NewChange<'_>]) -> sqlx::Result<()> {
-    let tenants: Vec<&str> = changes.iter().map(|c| c.tenant.as_str()).collect();
-    let devices: Vec<&str> = changes.iter().map(|c| c.device.as_str()).collect();
-    let versions: Vec<i64> = changes.iter().map(|c| c.version).collect();
-    let kinds: Vec<&str> = changes.iter().map(|c| c.change.as_str()).collect();
-    let bodies: Vec<Option<Json<&Document>>> = changes.iter().map(|c| c.body.map(Json)).collect();
-    let actors: Vec<String> = changes.iter().map(|c| c.actor.to_string()).collect();
-    sqlx::query!(
-        "INSERT INTO desired_history (tenant_id, device_id, version, change, body, actor)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], $6::text[])",
-        &tenants as &[&str],
-        &devices as &[&str],
-        &versions,
-        &kinds as &[&str],
-        &bodies as _,
-        &actors
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// One desired change as the history shows it.

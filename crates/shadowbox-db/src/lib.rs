@@ -8,8 +8,9 @@
 //! - [`connect`]: pool creation (creating the database if missing) and migrations;
 //! - [`tenants`] and [`api_keys`]: tenants and their hashed keys;
 //! - [`devices`]: registering, reading, listing and decommissioning devices,
-//!   and [`desired`], the one transaction that changes desired state and
-//!   enqueues its publish;
+//!   and [`desired`], the one transaction that changes desired state;
+//! - [`changes`]: the one statement every such transaction records its
+//!   changes with (outbox rows, history rows, the relays' wake-up);
 //! - [`events`]: the event stream, in commit order;
 //! - [`history`]: every desired change with who made it, and when it was
 //!   delivered and applied;
@@ -32,6 +33,7 @@
 
 pub mod api_keys;
 mod batches;
+pub mod changes;
 pub mod connect;
 pub mod desired;
 pub mod devices;

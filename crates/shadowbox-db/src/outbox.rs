@@ -1,104 +1,20 @@
-//! The outbox as the API and operators see it: enqueueing (always inside
-//! the transaction that made the change), listing, reviving dead rows,
-//! resync and retention.
+//! The outbox as the API and operators see it: listing, reviving dead
+//! rows, resync and retention (rows are enqueued with their change, by
+//! [`crate::changes`]).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shadowbox_core::payload::encode_desired;
-use shadowbox_core::topic::{ShadowTopicKind, shadow_topic};
 use shadowbox_core::{DeviceId, DeviceStatus, Document, OutboxKind, OutboxStatus, TenantId};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::batches::delete_in_batches;
+use crate::changes::{self, DeviceChange, Publish};
 use crate::{DbError, OUTBOX_CHANNEL};
-
-/// What an outbox row publishes: its [`OutboxKind`] with the document.
-#[derive(Debug, Clone, Copy)]
-pub enum Publish<'a> {
-    /// The whole desired document, retained.
-    Desired(&'a Document),
-    /// An empty retained payload: the device has no desired state any more.
-    Clear,
-}
-
-/// Inserts the outbox row for `version` of a device, supersedes the
-/// device's older pending rows (coalescing at write time keeps the backlog
-/// at one pending row per device, however fast a device is changed), and
-/// wakes the relays (the notification is delivered when the caller's
-/// transaction commits). A row a relay is publishing right now may be
-/// superseded too: the relay still records its real outcome.
-pub(crate) async fn enqueue(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    device: &DeviceId,
-    publish: Publish<'_>,
-    version: i64,
-) -> sqlx::Result<i64> {
-    let ids = enqueue_many(conn, tenant, &[(device.as_str(), publish, version)]).await?;
-    Ok(ids[0])
-}
-
-/// [`enqueue`] for many devices of one tenant in one statement (each
-/// device at most once): the rollouts' set-based writes. Returns the new
-/// rows' ids.
-pub(crate) async fn enqueue_many(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    rows: &[(&str, Publish<'_>, i64)],
-) -> sqlx::Result<Vec<i64>> {
-    let now = Utc::now();
-    let mut devices = Vec::with_capacity(rows.len());
-    let mut kinds = Vec::with_capacity(rows.len());
-    let mut topics = Vec::with_capacity(rows.len());
-    let mut payloads = Vec::with_capacity(rows.len());
-    let mut versions = Vec::with_capacity(rows.len());
-    for (device, kind, version) in rows {
-        let (kind, payload) = match kind {
-            Publish::Desired(doc) => (OutboxKind::Desired, encode_desired(doc, *version, now)),
-            Publish::Clear => (OutboxKind::Clear, Vec::new()),
-        };
-        let id = DeviceId::parse(*device).expect("stored ids were validated on the way in");
-        devices.push(*device);
-        kinds.push(kind.as_str());
-        topics.push(shadow_topic(tenant, &id, ShadowTopicKind::Desired));
-        payloads.push(payload);
-        versions.push(*version);
-    }
-    // The UPDATE and the INSERT see the same snapshot: the new rows are
-    // never superseded by their own statement. `device_id = ANY($2)`, not
-    // a join with the batch: it keeps the device ids in the index condition
-    // of `outbox_pending_device`, where a join was planned as a scan of
-    // every pending row of the tenant per batch row (46 s for a chunk of
-    // 2000 over 60000 pending rows). One notification, however many rows.
-    sqlx::query_scalar!(
-        r#"WITH batch AS (
-             SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])
-               WITH ORDINALITY AS b(device_id, kind, topic, payload, version, n)),
-           superseded AS (
-             UPDATE outbox SET status = 'superseded'
-             WHERE tenant_id = $1 AND device_id = ANY($2) AND status = 'pending'),
-           ins AS (
-             INSERT INTO outbox (tenant_id, device_id, kind, topic, payload, version)
-             SELECT $1, device_id, kind, topic, payload, version FROM batch ORDER BY n
-             RETURNING id),
-           notified AS MATERIALIZED (SELECT pg_notify($7, ''))
-           SELECT ins.id AS "id!" FROM ins CROSS JOIN notified ORDER BY ins.id"#,
-        tenant.as_str(),
-        &devices as &[&str],
-        &kinds as &[&str],
-        &topics,
-        &payloads,
-        &versions,
-        OUTBOX_CHANNEL
-    )
-    .fetch_all(conn)
-    .await
-}
 
 /// Wakes the relays (`NOTIFY` on [`OUTBOX_CHANNEL`], delivered when the
 /// caller's transaction commits): the one way to announce rows made
-/// pending outside [`enqueue`] (revived rows, a benchmark's backlog).
+/// pending outside [`crate::changes`] (revived rows, a benchmark's backlog).
 pub async fn notify_relays(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query!("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
         .execute(db)
@@ -358,12 +274,15 @@ async fn enqueue_current(conn: &mut PgConnection, devices: &[CurrentState]) -> s
             }
             DeviceStatus::Active | DeviceStatus::Decommissioned => Publish::Clear,
         };
-        enqueue(
+        changes::record(
             &mut *conn,
             &device.tenant_id,
-            &device.device_id,
-            publish,
-            device.desired_version,
+            &[DeviceChange {
+                device: &device.device_id,
+                version: device.desired_version,
+                publish: Some(publish),
+                recorded: None,
+            }],
         )
         .await?;
     }

@@ -16,7 +16,7 @@
 //! (in device id order, as every set-based writer locks), its document is
 //! merged by the same rule ([`crate::desired::next_document`]), its
 //! version bumps by one and its outbox row is enqueued by the same
-//! statement a PATCH uses ([`crate::outbox`]'s `enqueue_many`), all in
+//! statement a PATCH uses ([`crate::changes`]), all in
 //! the chunk's transaction. A PATCH of the same device waits for the chunk
 //! at most, and the later writer merges onto the earlier one's document.
 
@@ -28,9 +28,8 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 use crate::DbError;
+use crate::changes::{self, DeviceChange, Publish, Recorded};
 use crate::desired::{DesiredChange, next_document};
-use crate::history::{self, NewChange};
-use crate::outbox::{Publish, enqueue_many};
 
 /// How the wave machine works.
 #[derive(Debug, Clone, Copy)]
@@ -401,27 +400,26 @@ async fn write_documents(
     )
     .execute(&mut *conn)
     .await?;
-    let rows: Vec<(&str, Publish<'_>, i64)> = writes
+    let change = if patch.is_some() {
+        Change::Rollout
+    } else {
+        Change::Rollback
+    };
+    let changes: Vec<DeviceChange<'_>> = writes
         .iter()
-        .map(|(device, doc, version)| (device.as_str(), Publish::Desired(doc), *version))
-        .collect();
-    enqueue_many(&mut *conn, tenant, &rows).await?;
-    let changes: Vec<NewChange<'_>> = writes
-        .iter()
-        .map(|(device, doc, version)| NewChange {
-            tenant,
+        .map(|(device, doc, version)| DeviceChange {
             device,
             version: *version,
-            change: if patch.is_some() {
-                Change::Rollout
-            } else {
-                Change::Rollback
-            },
-            body: Some(patch.unwrap_or(doc)),
-            actor: Actor::Rollout(rollout),
+            publish: Some(Publish::Desired(doc)),
+            recorded: Some(Recorded {
+                change,
+                body: Some(patch.unwrap_or(doc)),
+                actor: Actor::Rollout(rollout),
+            }),
         })
         .collect();
-    history::record(conn, &changes).await
+    changes::record(conn, tenant, &changes).await?;
+    Ok(())
 }
 
 /// `duration` in whole milliseconds, as the statements take intervals.
