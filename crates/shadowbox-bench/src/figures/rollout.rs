@@ -40,9 +40,13 @@ use crate::statements::{self, Statement};
 use crate::stats::Latency;
 use shadowbox_rollout::DEFAULT_CHUNK_SIZE;
 
-/// The rollout's tenant, and the tenant plain SQL writes.
-const TENANT: &str = "rollout";
-const SQL_TENANT: &str = "sqlwrite";
+/// The rollout's tenant and the tenant plain SQL writes, for a size:
+/// their own names at every size, so no size meets the messages an
+/// earlier one left retained at the broker (a reconcile pass would take
+/// them for a foreign publisher's, and repair them during the rollout).
+fn tenants(devices: u64) -> (String, String) {
+    (format!("rollout{devices}"), format!("sqlwrite{devices}"))
+}
 /// The tag of the devices a rollout selects (`d1` to `dN` of each tenant).
 const TAG: (&str, &str) = ("bench", "rollout");
 /// Untagged devices after them, the PATCH clients' devices.
@@ -53,6 +57,11 @@ const PATCH: &str = r#"{"firmware": "2.4.1"}"#;
 /// each, 100/s in all: a modest load beside the rollout).
 const PATCH_CLIENTS: u64 = 4;
 const PATCH_INTERVAL: Duration = Duration::from_millis(40);
+/// Longest the `GET` of the finished rollout is waited for: it counts
+/// delivered and converged devices, one pass over the written ones, and
+/// a plan made from statistics older than the rollout's set can take far
+/// longer (reported, not failed).
+const GET_PATIENCE: Duration = Duration::from_secs(60);
 /// How often the rollout's progress is looked at.
 const POLL: Duration = Duration::from_millis(10);
 /// Targets: the write within 1.5x plain SQL's time, PATCHes' p99, RSS.
@@ -83,8 +92,11 @@ pub struct Point {
     /// on (the rollout is then cancelled, and the rest is measured on
     /// what it wrote).
     pub written_devices: u64,
-    /// The rollout as `GET /v1/tenants/{t}/rollouts/{id}` answered then.
-    pub written: Value,
+    /// The rollout as `GET /v1/tenants/{t}/rollouts/{id}` answered after
+    /// the last PUBACK (`None`: no answer within [`GET_PATIENCE`]).
+    pub written: Option<Value>,
+    /// How long that `GET` took (or was waited for).
+    pub get_seconds: f64,
     /// Plain SQL writing the same changes.
     pub sql: SqlWrite,
     /// From the POST to the last PUBACK (or to giving up).
@@ -153,7 +165,8 @@ pub async fn measure(lab: &Lab, fleets: &[u64]) -> anyhow::Result<Vec<Point>> {
         eprintln!("==> 8 rollout: {devices} devices");
         let db = format!("rollout_{devices}");
         let pool = lab.create_database(&db).await?;
-        for tenant in [TENANT, SQL_TENANT] {
+        let (tenant, sql_tenant) = tenants(devices);
+        for tenant in [&tenant, &sql_tenant] {
             fleet::create(&pool, tenant, devices + OTHER_DEVICES).await?;
             fleet::tag(&pool, tenant, devices, TAG).await?;
         }
@@ -180,28 +193,29 @@ async fn measure_one(
     devices: u64,
 ) -> anyhow::Result<Point> {
     let watched = lab.watched(Some(serve.pid()));
-    let key = fleet::api_key(serve.base_url(), TENANT).await?;
-    let others = DesiredApi::new(serve.base_url(), TENANT, &key)?;
+    let (tenant, sql_tenant) = tenants(devices);
+    let key = fleet::api_key(serve.base_url(), &tenant).await?;
+    let others = DesiredApi::new(serve.base_url(), &tenant, &key)?;
 
     // The limit first, under the same PATCH load; the relay delivers its
     // rows too, so both pay the relay's share while they write.
     let load = PatchLoad::start(&others, devices);
     let before = CpuSample::now(&watched);
-    let (seconds, slowest) = write_sql(pool, devices).await?;
+    let (seconds, slowest) = write_sql(pool, &sql_tenant, devices).await?;
     let sql = SqlWrite {
         seconds: seconds.as_secs_f64(),
         slowest_chunk_seconds: slowest.as_secs_f64(),
         cpu: CpuSample::now(&watched).since(&before),
     };
     let patches_beside_sql = load.stop().await;
-    let left = pending_after(pool, SQL_TENANT, patience(devices)).await?;
+    let left = pending_after(pool, &sql_tenant, patience(devices)).await?;
     ensure!(left == 0, "plain SQL's rows still pending: {left}");
-    let left = pending_after(pool, TENANT, patience(devices)).await?;
+    let left = pending_after(pool, &tenant, patience(devices)).await?;
     ensure!(left == 0, "the PATCHes' rows still pending: {left}");
 
     let client = reqwest::Client::new();
     let auth = format!("Bearer {key}");
-    let rollouts = format!("{}/v1/tenants/{TENANT}/rollouts", serve.base_url());
+    let rollouts = format!("{}/v1/tenants/{tenant}/rollouts", serve.base_url());
     statements::reset(pool).await?;
     let load = PatchLoad::start(&others, devices);
     let before = CpuSample::now(&watched);
@@ -241,30 +255,37 @@ async fn measure_one(
     let spent = statements::top(pool).await?;
     statements::print(&format!("8 rollout of {devices} devices, write"), &spent);
     let before = CpuSample::now(&watched);
-    let left_pending = pending_after(pool, TENANT, patience(devices)).await?;
+    let left_pending = pending_after(pool, &tenant, patience(devices)).await?;
     // The last PUBACK as the relay recorded it, exact however coarse the
     // polling (the PATCHes' rows were all delivered well before it).
-    let delivered_seconds = match (left_pending, fleet::last_delivery(pool, TENANT).await?) {
+    let delivered_seconds = match (left_pending, fleet::last_delivery(pool, &tenant).await?) {
         (0, Some(last)) if last > posted => (last - posted).as_seconds_f64(),
         _ => started.elapsed().as_secs_f64(),
     };
     let cpu_delivery = CpuSample::now(&watched).since(&before);
-    let written: Value = client
+    let asked = Instant::now();
+    let read = client
         .get(format!("{rollouts}/{id}"))
         .header(AUTHORIZATION, &auth)
+        .timeout(GET_PATIENCE)
         .send()
-        .await?
-        .error_for_status()
-        .context("GET the rollout")?
-        .json()
-        .await?;
-    let wave = &written["waves"][0];
-    ensure!(
-        wave["size"].as_u64() == Some(devices)
-            && wave["written"].as_u64() >= Some(written_devices)
-            && (written_devices < devices || written["status"] == "completed"),
-        "the rollout's counts disagree with its cursor ({written_devices} written): {written}"
-    );
+        .await
+        .and_then(reqwest::Response::error_for_status);
+    let written = match read {
+        Ok(answer) => Some(answer.json::<Value>().await?),
+        Err(e) if e.is_timeout() => None,
+        Err(e) => return Err(e).context("GET the rollout"),
+    };
+    let get_seconds = asked.elapsed().as_secs_f64();
+    if let Some(written) = &written {
+        let wave = &written["waves"][0];
+        ensure!(
+            wave["size"].as_u64() == Some(devices)
+                && wave["written"].as_u64() >= Some(written_devices)
+                && (written_devices < devices || written["status"] == "completed"),
+            "the rollout's counts disagree with its cursor ({written_devices} written): {written}"
+        );
+    }
     Ok(Point {
         devices,
         connection: relay_connection(lab, serve),
@@ -273,6 +294,7 @@ async fn measure_one(
         write_seconds,
         written_devices,
         written,
+        get_seconds,
         sql,
         delivered_seconds,
         left_pending,
@@ -285,8 +307,8 @@ async fn measure_one(
     })
 }
 
-/// The limit: the rollout's changes to `d1`..`d<devices>` of
-/// [`SQL_TENANT`] in plain SQL, a transaction per chunk of the wave
+/// The limit: the rollout's changes to `d1`..`d<devices>` of `tenant`
+/// in plain SQL, a transaction per chunk of the wave
 /// machine's size: the documents merged (`||` standing in for RFC 7396),
 /// the version bumped, pending rows superseded, the outbox row and the
 /// history row inserted (the triggers of both tables fire as for the
@@ -294,7 +316,11 @@ async fn measure_one(
 /// its row, lock the chunk's devices through its set, merge in Rust,
 /// record every device's outcome and advance its cursor. Answers the
 /// total and the slowest chunk.
-async fn write_sql(pool: &PgPool, devices: u64) -> anyhow::Result<(Duration, Duration)> {
+async fn write_sql(
+    pool: &PgPool,
+    tenant: &str,
+    devices: u64,
+) -> anyhow::Result<(Duration, Duration)> {
     let chunk = DEFAULT_CHUNK_SIZE as u64;
     let patch: Value = serde_json::from_str(PATCH)?;
     let started = Instant::now();
@@ -328,7 +354,7 @@ async fn write_sql(pool: &PgPool, devices: u64) -> anyhow::Result<(Duration, Dur
                INSERT INTO desired_history (tenant_id, device_id, version, change, body, actor)
                SELECT $1, device_id, desired_version, 'rollout', $3::jsonb, 'rollout:0'
                FROM written"#,
-            SQL_TENANT,
+            tenant,
             &ids,
             patch
         )
@@ -472,13 +498,17 @@ pub fn rows(points: &[Point], raw: &Raw) -> Vec<Row> {
                 Row {
                     figure: format!("{label}: delivery"),
                     value: format!(
-                        "last PUBACK {:.2} s after the last write, {:.2} s from the POST ({} publishes/s){}",
+                        "last PUBACK {:.2} s after the last write, {:.2} s from the POST ({} publishes/s){}; then GET {}",
                         p.drain_seconds(),
                         p.delivered_seconds,
                         count(p.delivered_per_second()),
                         match p.left_pending {
                             0 => String::new(),
                             n => format!(", gave up with {} pending", count(n as f64)),
+                        },
+                        match p.written {
+                            Some(_) => format!("answered in {:.2} s", p.get_seconds),
+                            None => format!("did not answer in {GET_PATIENCE:?}"),
                         }
                     ),
                     limit: format!("raw {} publishes/s", count(raw.per_second)),
