@@ -323,3 +323,38 @@ async fn a_repeated_creation_with_its_idempotency_key_creates_one_rollout() {
     .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_large_set_gets_planner_statistics_as_it_is_created() {
+    let app = spawn_app().await;
+    let key = app.tenant_with_key("acme").await;
+    let devices = shadowbox_db::rollouts::ANALYZE_SELECTED_AT;
+    sqlx::query(
+        "INSERT INTO device_state (tenant_id, device_id)
+         SELECT 'acme', 'd' || i FROM generate_series(1, $1::bigint) AS i",
+    )
+    .bind(devices)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    expect_json(
+        create(
+            &app,
+            &key,
+            json!({"selector": {"all": true}, "patch": {"a": 1}}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let known: f32 = sqlx::query_scalar(
+        "SELECT reltuples FROM pg_class WHERE oid = 'rollout_devices'::regclass",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert!(
+        known >= devices as f32,
+        "the planner knows the set: {known} rows"
+    );
+}
