@@ -282,7 +282,11 @@ async fn measure_one(
         ensure!(
             wave["size"].as_u64() == Some(devices)
                 && wave["written"].as_u64() >= Some(written_devices)
-                && (written_devices < devices || written["status"] == "completed"),
+                // Every device written: completed, or still running until
+                // the wave machine's next step checks the last gate.
+                && (written_devices < devices
+                    || written["status"] == "completed"
+                    || written["status"] == "running"),
             "the rollout's counts disagree with its cursor ({written_devices} written): {written}"
         );
     }
