@@ -106,15 +106,6 @@ pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> s
         .iter()
         .map(|d| (d.tenant_id.as_str(), d.device_id.as_str()))
         .unzip();
-    // Planned for this batch's devices, not with a plan the session kept
-    // from earlier, smaller batches: after seven one-device claims, a
-    // generic plan took 740 ms for 500 devices where a fresh plan took
-    // 150 ms, and 4.3 s per batch in the benchmark's drain after its write
-    // figures. For the rest of the batch's transaction only (the row
-    // settling statements too); the connection's other users keep theirs.
-    sqlx::query!("SET LOCAL plan_cache_mode = force_custom_plan")
-        .execute(&mut *conn)
-        .await?;
     let newest = sqlx::query!(
         r#"WITH locked AS (
            SELECT * FROM unnest($1::text[], $2::text[]) AS l(tenant_id, device_id)),
