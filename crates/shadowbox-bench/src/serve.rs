@@ -45,6 +45,10 @@ impl Serve {
             .env("SHADOWBOX_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SHADOWBOX_INGEST_CLIENT_ID", format!("bench-ingest-{name}"))
             .env("SHADOWBOX_RELAY_CLIENT_ID", format!("bench-relay-{name}"))
+            // The fleets are set up in SQL and never published, so a
+            // reconcile pass would republish every device of every tenant
+            // in the middle of a figure. Figure 7 measures the pass alone.
+            .env("SHADOWBOX_RECONCILE_INTERVAL", "0s")
             // The relay's "connected" line states its in-flight window.
             .env("RUST_LOG", "warn,shadowbox_relay::publisher=info")
             .env("SHADOWBOX_LOG_FORMAT", "json")

@@ -240,7 +240,7 @@ pub async fn resync_devices(pool: &PgPool, devices: &[(TenantId, DeviceId)]) -> 
         .map(|(t, d)| (t.as_str(), d.as_str()))
         .unzip();
     let mut tx = pool.begin().await?;
-    let current = current_states!(
+    let mut current = current_states!(
         "JOIN unnest($1::text[], $2::text[]) AS d(tenant_id, device_id) USING (tenant_id, device_id)",
         "ORDER BY s.tenant_id, s.device_id
          FOR UPDATE OF s",
@@ -249,6 +249,8 @@ pub async fn resync_devices(pool: &PgPool, devices: &[(TenantId, DeviceId)]) -> 
     )
     .fetch_all(&mut *tx)
     .await?;
+    // A device named twice is enqueued once.
+    current.dedup_by(|a, b| a.tenant_id == b.tenant_id && a.device_id == b.device_id);
     let enqueued = enqueue_current(&mut tx, &current).await?;
     tx.commit().await?;
     Ok(enqueued)
@@ -264,27 +266,26 @@ struct CurrentState {
 }
 
 /// Enqueues each device's current state: its desired document when active
-/// with a version, a clear when decommissioned or still at version 0. The
-/// caller holds the devices' row locks.
+/// with a version, a clear when decommissioned or still at version 0. One
+/// statement per tenant: `devices` come ordered by tenant. The caller
+/// holds the devices' row locks.
 async fn enqueue_current(conn: &mut PgConnection, devices: &[CurrentState]) -> sqlx::Result<u64> {
-    for device in devices {
-        let publish = match device.status {
-            DeviceStatus::Active if device.desired_version > 0 => {
-                Publish::Desired(&device.desired_state)
-            }
-            DeviceStatus::Active | DeviceStatus::Decommissioned => Publish::Clear,
-        };
-        changes::record(
-            &mut *conn,
-            &device.tenant_id,
-            &[DeviceChange {
+    for tenant_devices in devices.chunk_by(|a, b| a.tenant_id == b.tenant_id) {
+        let changes: Vec<DeviceChange<'_>> = tenant_devices
+            .iter()
+            .map(|device| DeviceChange {
                 device: &device.device_id,
                 version: device.desired_version,
-                publish: Some(publish),
+                publish: Some(match device.status {
+                    DeviceStatus::Active if device.desired_version > 0 => {
+                        Publish::Desired(&device.desired_state)
+                    }
+                    DeviceStatus::Active | DeviceStatus::Decommissioned => Publish::Clear,
+                }),
                 recorded: None,
-            }],
-        )
-        .await?;
+            })
+            .collect();
+        changes::record(&mut *conn, &tenant_devices[0].tenant_id, &changes).await?;
     }
     Ok(devices.len() as u64)
 }

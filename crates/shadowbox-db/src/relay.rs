@@ -3,19 +3,25 @@
 //! A relay works in batches, each inside one transaction that stays open
 //! while its publishes are in flight:
 //!
-//! 1. [`lock_devices`] takes a transaction-scoped advisory lock on each
-//!    device that has a due pending row, skipping devices another batch
-//!    (of this or any relay) holds. The lock is the "one publish in flight
-//!    per device" rule; PostgreSQL releases it when the transaction ends,
-//!    also when a relay dies, so nothing is ever stuck behind a lease.
-//! 2. [`take_newest`] then, in a fresh snapshot, keeps only each device's
-//!    newest row: the older pending rows become `superseded`, and the
-//!    newest is returned if it is pending and due.
+//! 1. [`lock_devices`] walks the due rows oldest first and takes a
+//!    transaction-scoped advisory lock on each one's device, skipping
+//!    devices another batch (of this or any relay) holds, until it holds
+//!    enough. The lock is the "one publish in flight per device" rule;
+//!    PostgreSQL releases it when the transaction ends, also when a relay
+//!    dies, so nothing is ever stuck behind a lease.
+//! 2. [`take_newest`] then, in a fresh snapshot, returns each locked
+//!    device's newest row if it is pending and due, and supersedes the
+//!    older due rows the walk found (a write supersedes its device's
+//!    pending rows itself, so these are rows an operator revived or a bulk
+//!    load left; any beyond the walk are found by a later one).
 //! 3. After the broker's answers, [`mark_delivered`] and [`mark_failed`]
 //!    settle the rows, and the commit releases the devices.
 //!
 //! Rows never leave `pending` while in flight, so a relay crash needs no
 //! recovery: the rows are simply still pending.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, Utc};
 use shadowbox_core::backoff::RefusalBackoff;
@@ -33,39 +39,60 @@ pub struct LockedDevice {
     pub tenant_id: TenantId,
     /// The device.
     pub device_id: DeviceId,
+    /// Its due pending rows the walk found, oldest first.
+    pub due_ids: Vec<i64>,
 }
 
-/// Locks up to `limit` devices that have a due pending row, looking at the
-/// `window` oldest due rows. Devices locked elsewhere are skipped, so the
-/// window must be larger than the rows other batches hold.
+/// Locks the devices of up to `limit` due pending rows, walking at most
+/// the `window` oldest due rows. Devices locked elsewhere are skipped, so
+/// the window must be larger than the rows other batches hold. A device
+/// with several due rows is returned once, with all of them.
+///
+/// The plan is the same whatever the statistics say: the walk is the
+/// pending rows' index in due order (the only index that gives that
+/// order), stopped by the outer `LIMIT` as soon as `limit` rows are
+/// locked, so a claim reads the rows other batches hold plus its own.
 pub async fn lock_devices(
     conn: &mut PgConnection,
     limit: i64,
     window: i64,
 ) -> sqlx::Result<Vec<LockedDevice>> {
-    // Each CTE is materialized and the lock filter sits under the LIMIT, so
-    // locks are tried in order and only until `limit` are held.
-    sqlx::query_as!(
-        LockedDevice,
-        r#"WITH due AS MATERIALIZED (
-           SELECT tenant_id, device_id, id FROM outbox
-           WHERE status = 'pending' AND next_attempt_at <= now()
-           ORDER BY next_attempt_at, id
-           LIMIT $2),
-         candidates AS MATERIALIZED (
-           SELECT tenant_id, device_id, min(id) AS first_id FROM due
-           GROUP BY tenant_id, device_id
-           ORDER BY first_id)
-         SELECT tenant_id AS "tenant_id!: TenantId", device_id AS "device_id!: DeviceId"
-         FROM candidates
-         WHERE pg_try_advisory_xact_lock($3, hashtext(tenant_id || '/' || device_id))
-         LIMIT $1"#,
+    // The lock filter cannot be pushed below the inner LIMIT, so locks are
+    // tried in due order and only until `limit` rows are held. Trying a
+    // lock this transaction already holds succeeds again: a device's later
+    // rows come through too, and are grouped below.
+    let rows = sqlx::query!(
+        r#"SELECT tenant_id AS "tenant_id!: TenantId", device_id AS "device_id!: DeviceId",
+                  id AS "id!"
+           FROM (SELECT tenant_id, device_id, id FROM outbox
+                 WHERE status = 'pending' AND next_attempt_at <= now()
+                 ORDER BY next_attempt_at, id
+                 LIMIT $2) due
+           WHERE pg_try_advisory_xact_lock($3, hashtext(tenant_id || '/' || device_id))
+           LIMIT $1"#,
         limit,
         window,
         LOCK_NAMESPACE
     )
     .fetch_all(conn)
-    .await
+    .await?;
+    let mut devices: Vec<LockedDevice> = Vec::with_capacity(rows.len());
+    let mut index: HashMap<(TenantId, DeviceId), usize> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        match index.entry((row.tenant_id, row.device_id)) {
+            Entry::Occupied(at) => devices[*at.get()].due_ids.push(row.id),
+            Entry::Vacant(slot) => {
+                let (tenant_id, device_id) = slot.key().clone();
+                slot.insert(devices.len());
+                devices.push(LockedDevice {
+                    tenant_id,
+                    device_id,
+                    due_ids: vec![row.id],
+                });
+            }
+        }
+    }
+    Ok(devices)
 }
 
 /// A row a relay is to publish.
@@ -96,34 +123,42 @@ pub struct Claim {
     pub superseded: u64,
 }
 
-/// For each locked device, supersedes every pending row older than the
-/// device's newest row, and returns the newest row when it is pending and
-/// due. Must run after [`lock_devices`], in the same transaction, as a
-/// separate statement: its snapshot then includes everything committed by
-/// whoever held a device's lock before.
+/// For each locked device, returns its newest row when it is pending and
+/// due, and supersedes its due rows ([`LockedDevice::due_ids`]) older than
+/// that newest row. Must run after [`lock_devices`], in the same
+/// transaction, as a separate statement: its snapshot then includes
+/// everything committed by whoever held a device's lock before.
 pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> sqlx::Result<Claim> {
     let (tenants, device_ids): (Vec<&str>, Vec<&str>) = devices
         .iter()
         .map(|d| (d.tenant_id.as_str(), d.device_id.as_str()))
         .unzip();
+    let due_ids: Vec<i64> = devices
+        .iter()
+        .flat_map(|d| d.due_ids.iter().copied())
+        .collect();
+    // Every lookup is by key, so no estimate of the backlog can change the
+    // plan: each device's newest row by a backward step of `outbox_device`,
+    // the walk's rows and the superseded ones by primary key. No condition
+    // on `status` reaches a scan of `outbox`: it would make the partial
+    // indexes of pending rows candidates, and statistics taken before a
+    // backlog call those nearly empty (a full walk of them per claim). A
+    // row a write superseded meanwhile is superseded again, which changes
+    // nothing; no one else settles a locked device's rows.
     let newest = sqlx::query!(
         r#"WITH locked AS (
            SELECT * FROM unnest($1::text[], $2::text[]) AS l(tenant_id, device_id)),
          newest AS MATERIALIZED (
            SELECT o.* FROM locked l
            CROSS JOIN LATERAL outbox_newest(l.tenant_id, l.device_id) o),
+         walked AS MATERIALIZED (
+           SELECT id, tenant_id, device_id, status FROM outbox WHERE id = ANY($3)),
          superseded AS (
-           -- Driven from each device's newest row through the pending-rows
-           -- index, whatever the statistics say of the backlog: OFFSET 0
-           -- keeps the planner from flattening the lateral lookup into a
-           -- join that walks every pending row once per device.
            UPDATE outbox o SET status = 'superseded'
            WHERE o.id IN (
-             SELECT p.id FROM newest n CROSS JOIN LATERAL (
-               SELECT p.id FROM outbox p
-               WHERE p.tenant_id = n.tenant_id AND p.device_id = n.device_id
-                 AND p.status = 'pending' AND p.id < n.id
-               OFFSET 0) p)
+             SELECT w.id FROM walked w JOIN newest n
+               ON n.tenant_id = w.tenant_id AND n.device_id = w.device_id AND w.id < n.id
+             WHERE w.status = 'pending')
            RETURNING o.id)
          SELECT n.id AS "id!", n.tenant_id AS "tenant_id!: TenantId",
                 n.device_id AS "device_id!: DeviceId", n.topic AS "topic!",
@@ -132,7 +167,8 @@ pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> s
                 (SELECT count(*) FROM superseded) AS "superseded!"
          FROM newest n"#,
         &tenants as &[&str],
-        &device_ids as &[&str]
+        &device_ids as &[&str],
+        &due_ids
     )
     .fetch_all(conn)
     .await?;

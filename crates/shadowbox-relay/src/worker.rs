@@ -86,7 +86,8 @@ impl Worker {
             tx.commit().await?;
             return Ok(BatchReport::default());
         }
-        if devices.len() == self.settings.batch_size {
+        // A full batch: more rows are likely due, so another worker starts.
+        if devices.iter().map(|d| d.due_ids.len()).sum::<usize>() == self.settings.batch_size {
             self.wake.pass_on();
         }
         let claim = relay::take_newest(&mut tx, &devices).await?;
