@@ -316,8 +316,9 @@ pub struct IngestArgs {
         value_parser = duration
     )]
     pub ingest_session_expiry: Duration,
-    /// Most messages per batch; keep it below the broker's per-client
-    /// in-flight window (Mosquitto `max_inflight_messages`).
+    /// Most messages per batch; under 3.1.1 keep it times the writers below
+    /// the broker's per-client in-flight window (Mosquitto
+    /// `max_inflight_messages`).
     #[arg(long, env = "SHADOWBOX_INGEST_BATCH_SIZE", default_value_t = shadowbox_ingest::DEFAULT_BATCH_SIZE)]
     pub ingest_batch_size: usize,
     /// Longest wait for a batch to fill after its first message.
@@ -328,6 +329,10 @@ pub struct IngestArgs {
         value_parser = duration
     )]
     pub ingest_batch_wait: Duration,
+    /// Batches written at once, each device's reports always by the same
+    /// writer (one database connection each).
+    #[arg(long, env = "SHADOWBOX_INGEST_WRITERS", default_value_t = shadowbox_ingest::DEFAULT_WRITERS)]
+    pub ingest_writers: usize,
 }
 
 impl IngestArgs {
@@ -342,6 +347,7 @@ impl IngestArgs {
         settings.session_expiry = self.ingest_session_expiry;
         settings.batch_size = self.ingest_batch_size.max(1);
         settings.batch_wait = self.ingest_batch_wait;
+        settings.writers = self.ingest_writers.max(1);
         settings.limits = common.limits();
         Ok(settings)
     }
@@ -391,7 +397,7 @@ pub async fn ingest(common: &CommonArgs, command: &IngestCommand) -> anyhow::Res
         return forget_session(common, client_id, *json).await;
     }
     let settings = command.ingest.settings(common)?;
-    let pool = crate::ops::connect(common, 4).await?;
+    let pool = crate::ops::connect(common, settings.writers as u32 + 2).await?;
     let mut registry = Registry::default();
     let metrics = IngestMetrics::register(&mut registry);
     let shutdown = shutdown_on_signal();
@@ -465,7 +471,7 @@ pub async fn serve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<()> 
     let relay_settings = args.relay.settings(common.mqtt()?);
     let ingest_settings = args.ingest.settings(common)?;
     let rollout_settings = args.rollout.settings(common);
-    let connections = 16 + relay_settings.workers as u32 + 5;
+    let connections = 16 + relay_settings.workers as u32 + 5 + ingest_settings.writers as u32;
     // Migrate before any role starts, so relay and ingest never query an
     // empty database.
     let pool = crate::ops::connect_and_migrate(common, connections).await?;

@@ -94,8 +94,12 @@ async fn main() {
     settings.batch_size = shadowbox_ingest::DEFAULT_BATCH_SIZE;
     settings.batch_wait = shadowbox_ingest::DEFAULT_BATCH_WAIT;
     println!(
-        "MQTT {}, batch_size {} (the receive maximum under 5), batch_wait {:?}, broker max_inflight_messages 2000",
-        settings.mqtt.protocol, settings.batch_size, settings.batch_wait
+        "MQTT {}, batch_size {}, {} writers (receive maximum {} under 5), batch_wait {:?}, broker max_inflight_messages 2000",
+        settings.mqtt.protocol,
+        settings.batch_size,
+        settings.writers,
+        settings.receive_maximum(),
+        settings.batch_wait
     );
     let ingester = start(settings, db.pool.clone()).await;
     let work = workload("bench", devices, messages);

@@ -1,13 +1,16 @@
 //! The MQTT side: one task owns the event loop and polls it forever;
-//! messages go to the worker through a bounded channel and acks come back
-//! through [`Acks`].
+//! messages go to the writers through bounded channels, each device's
+//! always to the same writer, and acks come back through [`Acks`], which
+//! sends them in the order the messages came (MQTT 4.6), whichever writer
+//! commits first.
 //!
 //! The session is persistent (no clean start, stable client id) with
 //! manual acks, so a message not acknowledged before a crash or a
 //! disconnect is redelivered by the broker. Under MQTT 5 the session
 //! expires `session_expiry` after a disconnect (so a retired ingester
 //! stops taking its share of the reports by itself), and the receive
-//! maximum, the batch size, bounds what the broker sends unacknowledged.
+//! maximum ([`IngestSettings::receive_maximum`]) bounds what the broker
+//! sends unacknowledged.
 //!
 //! Acks are tied to the connection a message arrived on. After a
 //! reconnect the broker resends every unacknowledged message and may reuse
@@ -19,6 +22,8 @@
 //! is discarded (the event loop is cleaned and replaced), in one critical
 //! section.
 
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -66,19 +71,62 @@ pub(crate) struct Received {
     pub message: Message,
     /// The connection it arrived on.
     pub epoch: u64,
+    /// Its place among that connection's messages, in receive order.
+    pub seq: u64,
     /// When it arrived (stored as `last_seen`).
     pub received_at: DateTime<Utc>,
     /// When it arrived, for the lag metric.
     pub since: Instant,
 }
 
-/// The current connection's client and epoch, changed together.
+/// The current connection's client, epoch and unsent acks, changed
+/// together.
 struct Current {
     epoch: u64,
     client: Client,
+    unacked: InOrder<Message>,
 }
 
-/// Sends acks, only for messages of the current connection.
+/// Items released in the order they were registered, whatever order they
+/// are marked ready in: a connection's messages, from the oldest not yet
+/// acknowledged on.
+#[derive(Debug)]
+struct InOrder<T> {
+    /// From the front: `None` until its item is ready.
+    slots: VecDeque<Option<T>>,
+    /// The place of the front slot.
+    front: u64,
+}
+
+impl<T> InOrder<T> {
+    fn new() -> Self {
+        Self {
+            slots: VecDeque::new(),
+            front: 0,
+        }
+    }
+
+    /// Takes the next place in line.
+    fn register(&mut self) -> u64 {
+        self.slots.push_back(None);
+        self.front + self.slots.len() as u64 - 1
+    }
+
+    /// Marks the item at `place` ready; returns every item now free to go,
+    /// in order.
+    fn ready(&mut self, place: u64, item: T) -> Vec<T> {
+        self.slots[(place - self.front) as usize] = Some(item);
+        let mut free = Vec::new();
+        while let Some(Some(_)) = self.slots.front() {
+            free.extend(self.slots.pop_front().flatten());
+            self.front += 1;
+        }
+        free
+    }
+}
+
+/// Sends acks, only for messages of the current connection, in the order
+/// the messages came.
 #[derive(Clone)]
 pub(crate) struct Acks {
     current: Arc<Mutex<Current>>,
@@ -89,32 +137,41 @@ impl Acks {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn current_epoch(&self) -> u64 {
-        self.lock().epoch
+    /// Gives a message that just arrived its epoch and place in line.
+    fn register(&self) -> (u64, u64) {
+        let mut current = self.lock();
+        let seq = current.unacked.register();
+        (current.epoch, seq)
     }
 
     fn client(&self) -> Client {
         self.lock().client.clone()
     }
 
-    /// Ends the current connection's epoch: discards its queued acks and
-    /// puts `next` (the next connection's client) in its place.
+    /// Ends the current connection's epoch: discards its queued and unsent
+    /// acks and puts `next` (the next connection's client) in its place.
     fn end_epoch(&self, eventloop: &mut EventLoop, next: Client) {
         let mut current = self.lock();
         current.epoch += 1;
         eventloop.clean();
         current.client = next;
+        current.unacked = InOrder::new();
     }
 
-    /// Queues the PUBACK of `message`, unless it came on an earlier
-    /// connection: the broker has redelivered it (or, without a session,
-    /// forgotten it), and only the current copy may be acknowledged.
-    pub fn ack(&self, message: &Received) {
-        let current = self.lock();
-        if current.epoch == message.epoch {
+    /// Marks `message` committed and queues the PUBACKs of every message
+    /// up to the first one still being written, unless it came on an
+    /// earlier connection: the broker has redelivered it (or, without a
+    /// session, forgotten it), and only the current copy may be
+    /// acknowledged.
+    pub fn ack(&self, message: Received) {
+        let mut current = self.lock();
+        if current.epoch != message.epoch {
+            return;
+        }
+        for ready in current.unacked.ready(message.seq, message.message) {
             // Fails only if the event loop is gone (or the queue is full):
             // the broker then redelivers, which is harmless.
-            let _ = current.client.try_ack(&message.message);
+            let _ = current.client.try_ack(&ready);
         }
     }
 
@@ -131,20 +188,24 @@ pub(crate) struct Connection {
     failover: Failover,
     eventloop: EventLoop,
     acks: Acks,
-    messages: mpsc::Sender<Received>,
+    /// One channel per writer.
+    writers: Vec<mpsc::Sender<Received>>,
     filter: String,
     metrics: IngestMetrics,
 }
 
 impl Connection {
-    /// Prepares the connection; nothing happens until [`Connection::drive`].
+    /// Prepares the connection and one channel per writer; nothing happens
+    /// until [`Connection::drive`].
     pub fn start(
         settings: &IngestSettings,
         metrics: IngestMetrics,
-    ) -> (Self, mpsc::Receiver<Received>) {
+    ) -> (Self, Vec<mpsc::Receiver<Received>>) {
         let failover = Failover::new(settings.mqtt.brokers.clone());
         let (client, eventloop) = open(settings, &failover);
-        let (messages, received) = mpsc::channel(CHANNEL_CAPACITY);
+        let (writers, received) = (0..settings.writers.max(1))
+            .map(|_| mpsc::channel(CHANNEL_CAPACITY))
+            .unzip();
         let filter = if settings.share_group.is_empty() {
             REPORTED_FILTER.to_owned()
         } else {
@@ -155,9 +216,13 @@ impl Connection {
             failover,
             eventloop,
             acks: Acks {
-                current: Arc::new(Mutex::new(Current { epoch: 0, client })),
+                current: Arc::new(Mutex::new(Current {
+                    epoch: 0,
+                    client,
+                    unacked: InOrder::new(),
+                })),
             },
-            messages,
+            writers,
             filter,
             metrics,
         };
@@ -185,13 +250,16 @@ impl Connection {
             match self.eventloop.poll().await {
                 Ok(Event::Message(message)) => {
                     self.metrics.pending.inc();
+                    let writer = &self.writers[writer_of(&message.topic, self.writers.len())];
+                    let (epoch, seq) = self.acks.register();
                     let received = Received {
                         message,
-                        epoch: self.acks.current_epoch(),
+                        epoch,
+                        seq,
                         received_at: Utc::now(),
                         since: Instant::now(),
                     };
-                    if self.messages.send(received).await.is_err() {
+                    if writer.send(received).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -246,15 +314,51 @@ impl Connection {
 }
 
 /// A client for the failover's current broker with the ingester's session.
+/// The writer of every message on `topic` (a device's reports always
+/// share a topic), so a device's reports are written in the order they
+/// came.
+fn writer_of(topic: &str, writers: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    topic.hash(&mut hasher);
+    (hasher.finish() % writers as u64) as usize
+}
+
 fn open(settings: &IngestSettings, failover: &Failover) -> (Client, EventLoop) {
     let mut options = SessionOptions::new(settings.client_id.clone());
     options.clean_start = false;
     options.session_expiry = Some(settings.session_expiry);
-    options.receive_maximum = Some(u16::try_from(settings.batch_size.max(1)).unwrap_or(u16::MAX));
+    options.receive_maximum = Some(settings.receive_maximum());
     options.manual_acks = true;
     options.keep_alive = KEEP_ALIVE;
     options.max_incoming_packet = MAX_INCOMING_PACKET_BYTES;
     options.max_outgoing_packet = MAX_OUTGOING_PACKET_BYTES;
     options.request_capacity = REQUEST_CAPACITY;
     shadowbox_mqtt::open(&settings.mqtt, failover.broker(), &options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_leave_in_the_order_they_came_whichever_is_ready_first() {
+        let mut line = InOrder::new();
+        let places: Vec<u64> = (0..4).map(|_| line.register()).collect();
+        assert_eq!(places, [0, 1, 2, 3]);
+        assert!(line.ready(2, "c").is_empty());
+        assert!(line.ready(1, "b").is_empty());
+        assert_eq!(line.ready(0, "a"), ["a", "b", "c"]);
+        assert_eq!(line.register(), 4);
+        assert_eq!(line.ready(3, "d"), ["d"]);
+        assert_eq!(line.ready(4, "e"), ["e"]);
+    }
+
+    #[test]
+    fn a_device_s_reports_always_go_to_the_same_writer() {
+        let topic = "tenant/acme/device/d-1/shadow/reported";
+        let writer = writer_of(topic, 3);
+        assert!(writer < 3);
+        assert!((0..100).all(|_| writer_of(topic, 3) == writer));
+        assert_eq!(writer_of(topic, 1), 0);
+    }
 }

@@ -8,14 +8,23 @@ use shadowbox_mqtt::MqttConfig;
 /// The shared-subscription group ingesters join unless told otherwise.
 pub const DEFAULT_SHARE_GROUP: &str = "shadowbox";
 
-/// Messages per batch unless told otherwise. Under MQTT 5 it is also the
-/// receive maximum the ingester announces: the broker sends no more
-/// unacknowledged messages than that. Under 3.1.1 keep it below the
+/// Messages per batch unless told otherwise. Nothing is acknowledged
+/// before its batch commits, so the broker must let enough messages be
+/// unacknowledged at once: under MQTT 5 the ingester announces a receive
+/// maximum of [`IngestSettings::receive_maximum`]; under 3.1.1 the
 /// broker's per-client in-flight window (Mosquitto
-/// `max_inflight_messages`): nothing is acknowledged before its batch
-/// commits, so a larger batch only ever fills up to the window and then
-/// waits for `batch_wait`.
+/// `max_inflight_messages`) should hold at least that much, or batches
+/// fill only up to the window and then wait for `batch_wait`.
 pub const DEFAULT_BATCH_SIZE: usize = 500;
+
+/// Batches written at once unless told otherwise. Each device's reports
+/// always go to the same writer, in the order they came, so writers never
+/// wait on each other's rows.
+pub const DEFAULT_WRITERS: usize = 2;
+
+/// Batches each writer may have arriving while it writes one: the
+/// receive maximum leaves room for the next batch of every writer.
+const BATCHES_IN_FLIGHT_PER_WRITER: usize = 2;
 
 /// How long a batch waits for more messages after its first one, unless
 /// told otherwise.
@@ -48,6 +57,9 @@ pub struct IngestSettings {
     pub batch_size: usize,
     /// Longest wait for a batch to fill after its first message.
     pub batch_wait: Duration,
+    /// Batches written at once (at least 1), each device always by the
+    /// same writer.
+    pub writers: usize,
     /// Limits a reported document must respect.
     pub limits: DocumentLimits,
 }
@@ -63,7 +75,24 @@ impl IngestSettings {
             session_expiry: DEFAULT_SESSION_EXPIRY,
             batch_size: DEFAULT_BATCH_SIZE,
             batch_wait: DEFAULT_BATCH_WAIT,
+            writers: DEFAULT_WRITERS,
             limits: DocumentLimits::default(),
         }
     }
+}
+
+impl IngestSettings {
+    /// The receive maximum announced under MQTT 5 ([`receive_maximum`]).
+    pub fn receive_maximum(&self) -> u16 {
+        receive_maximum(self.batch_size, self.writers)
+    }
+}
+
+/// The receive maximum an ingester with batches of `batch_size` and
+/// `writers` writers announces under MQTT 5: the messages the broker may
+/// send before the first of them is acknowledged, room for every
+/// writer's batch in hand and its next one.
+pub fn receive_maximum(batch_size: usize, writers: usize) -> u16 {
+    let messages = batch_size.max(1) * writers.max(1) * BATCHES_IN_FLIGHT_PER_WRITER;
+    u16::try_from(messages).unwrap_or(u16::MAX)
 }

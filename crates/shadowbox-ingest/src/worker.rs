@@ -1,8 +1,9 @@
-//! The worker: collects a batch, writes it, counts what became of each
-//! message, then acknowledges the batch in receive order. Nothing is
-//! acknowledged before its effect is committed; dropped messages (invalid,
-//! stale, unknown, decommissioned) are acknowledged too, so the broker does
-//! not redeliver them forever.
+//! A writer: collects a batch from its channel, writes it, counts what
+//! became of each message, then hands the batch to [`Acks`], which
+//! acknowledges in receive order across writers. Nothing is acknowledged
+//! before its effect is committed; dropped messages (invalid, stale,
+//! unknown, decommissioned) are acknowledged too, so the broker does not
+//! redeliver them forever.
 
 use std::fmt::Display;
 use std::time::Duration;
@@ -22,7 +23,8 @@ use crate::metrics::IngestMetrics;
 /// At most one log line per kind of dropped message in this interval.
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Everything the worker needs.
+/// Everything a writer needs.
+#[derive(Clone)]
 pub(crate) struct Worker {
     /// Where reported states are written.
     pub pool: PgPool,
@@ -40,7 +42,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// Works until `stop` is cancelled (or the connection is gone), then
-    /// settles what has already arrived and asks for a clean disconnect.
+    /// settles what has already arrived.
     pub async fn run(self, mut messages: mpsc::Receiver<Received>, stop: CancellationToken) {
         let mut log = LogSampler::new(DROP_LOG_INTERVAL);
         while !stop.is_cancelled() {
@@ -60,7 +62,6 @@ impl Worker {
         if !rest.is_empty() {
             self.settle(rest, &stop, &mut log).await;
         }
-        self.acks.disconnect().await;
     }
 
     /// Waits for a first message, then takes more until the batch is full
@@ -113,14 +114,14 @@ impl Worker {
         for (message, verdict) in batch.iter().zip(&plan.verdicts) {
             self.record(&message.message.topic, verdict, &outcomes, log);
         }
-        for message in &batch {
-            self.acks.ack(message);
-        }
         self.metrics.batch_size.observe(batch.len() as f64);
         self.metrics
             .lag_seconds
             .observe(batch[0].since.elapsed().as_secs_f64());
         self.metrics.pending.dec_by(batch.len() as i64);
+        for message in batch {
+            self.acks.ack(message);
+        }
     }
 
     /// Counts (and, sampled, logs) what became of one message.

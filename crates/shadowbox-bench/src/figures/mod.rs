@@ -63,15 +63,22 @@ fn relay_connection(lab: &Lab, serve: &Serve) -> String {
     format!("MQTT {}, in-flight {window}", lab.protocol())
 }
 
-/// Under MQTT 5 the ingester announces a receive maximum of its batch
-/// size; under 3.1.1 the broker's `max_inflight_messages` bounds what it
-/// sends unacknowledged.
+/// Under MQTT 5 the ingester announces a receive maximum of a next batch
+/// for each of its writers beside the one in hand; under 3.1.1 the
+/// broker's `max_inflight_messages` bounds what it sends unacknowledged.
 fn ingest_connection(lab: &Lab) -> String {
     let window = match lab.protocol() {
-        Protocol::V5 => shadowbox_ingest::DEFAULT_BATCH_SIZE,
-        Protocol::V311 => usize::from(shadowbox_testkit::MAX_INFLIGHT_MESSAGES),
+        Protocol::V5 => shadowbox_ingest::receive_maximum(
+            shadowbox_ingest::DEFAULT_BATCH_SIZE,
+            shadowbox_ingest::DEFAULT_WRITERS,
+        ),
+        Protocol::V311 => shadowbox_testkit::MAX_INFLIGHT_MESSAGES,
     };
-    format!("MQTT {}, in-flight {window}", lab.protocol())
+    format!(
+        "MQTT {}, in-flight {window}, {} writers",
+        lab.protocol(),
+        shadowbox_ingest::DEFAULT_WRITERS
+    )
 }
 
 /// Measures the figures named in `only` (every one when it is empty);
