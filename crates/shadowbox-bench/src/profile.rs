@@ -14,6 +14,8 @@ pub struct Profile {
     pub devices: u64,
     /// Concurrent clients of the write figure.
     pub clients: Vec<usize>,
+    /// Fleet sizes of the write figure (one tenant each).
+    pub write_fleets: Vec<u64>,
     /// Load before each measured window, not counted.
     pub warmup: Duration,
     /// Each measured window (writes, pgbench, scale).
@@ -26,6 +28,9 @@ pub struct Profile {
     pub backlog_rows: u64,
     /// Devices the backlog is spread over (several rows each).
     pub backlog_devices: u64,
+    /// Fleet sizes of the drain curve: one pending row per device, drained
+    /// under `serve` and under `relay` alone.
+    pub drain_curve: Vec<u64>,
     /// Reported messages of the ingest figure.
     pub reported_messages: u64,
     /// Fleet sizes of the scale curve.
@@ -47,12 +52,14 @@ impl Profile {
             quick: false,
             devices: 10_000,
             clients: vec![8, 32, 128],
+            write_fleets: vec![1_000, 10_000],
             warmup: Duration::from_secs(1),
             window: Duration::from_secs(10),
             rates: vec![100, 1_000, 5_000],
             rate_window: Duration::from_secs(10),
             backlog_rows: 100_000,
             backlog_devices: 10_000,
+            drain_curve: vec![10_000, 100_000, 1_000_000],
             reported_messages: 200_000,
             scale_fleets: vec![1_000, 100_000, 1_000_000],
             reconcile_fleets: vec![10_000, 100_000],
@@ -67,11 +74,13 @@ impl Profile {
         Self {
             quick: true,
             devices: 1_000,
+            write_fleets: vec![1_000],
             warmup: Duration::from_millis(500),
             window: Duration::from_secs(2),
             rate_window: Duration::from_secs(2),
             backlog_rows: 10_000,
             backlog_devices: 1_000,
+            drain_curve: vec![1_000, 10_000],
             reported_messages: 20_000,
             scale_fleets: vec![1_000, 10_000],
             reconcile_fleets: vec![1_000],

@@ -1,6 +1,7 @@
-//! `shadowbox serve` as a separate process, exactly as deployed: started
-//! against the private servers, waited for until `/readyz` answers,
-//! stopped with SIGTERM, and killed by its guard whatever happens.
+//! `shadowbox serve` (or `shadowbox relay` alone) as a separate process,
+//! exactly as deployed: started against the private servers, waited for
+//! until it answers that it is ready, stopped with SIGTERM, and killed by
+//! its guard whatever happens.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use serde::Serialize;
 
 use crate::lab::Lab;
 
@@ -17,7 +19,36 @@ pub const ADMIN_TOKEN: &str = "bench-admin-token";
 /// How long `serve` may take to become ready, and to stop.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A running `shadowbox serve`, killed when dropped.
+/// Which `shadowbox` command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every role in one process: api, relay (with the wave machine), ingest.
+    Serve,
+    /// The relay (with the wave machine) alone.
+    Relay,
+}
+
+impl Role {
+    /// The subcommand.
+    pub fn command(self) -> &'static str {
+        match self {
+            Self::Serve => "serve",
+            Self::Relay => "relay",
+        }
+    }
+
+    /// The variable naming its HTTP listener, and the path that answers
+    /// once it is ready.
+    fn listener(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Serve => ("SHADOWBOX_HTTP_ADDR", "/readyz"),
+            Self::Relay => ("SHADOWBOX_METRICS_ADDR", "/healthz"),
+        }
+    }
+}
+
+/// A running `shadowbox serve` (or `relay`), killed when dropped.
 pub struct Serve {
     child: Child,
     base: String,
@@ -29,19 +60,25 @@ impl Serve {
     /// Starts `serve` on database `db`, with `name` in its MQTT client ids
     /// (so no run inherits another's broker session), and waits until it is
     /// ready.
+    pub async fn start(lab: &Lab, db: &str, name: &str) -> anyhow::Result<Self> {
+        Self::start_role(lab, db, name, Role::Serve).await
+    }
+
+    /// Starts `role` as [`Serve::start`] starts `serve`.
     #[expect(
         clippy::disallowed_methods,
-        reason = "the benchmark keeps serve's log in its output folder and reports failures as errors; Serve kills the child when dropped"
+        reason = "the benchmark keeps the process's log in its output folder and reports failures as errors; Serve kills the child when dropped"
     )]
-    pub async fn start(lab: &Lab, db: &str, name: &str) -> anyhow::Result<Self> {
+    pub async fn start_role(lab: &Lab, db: &str, name: &str, role: Role) -> anyhow::Result<Self> {
         let port = shadowbox_testkit::free_port();
-        let log = lab.logs().join(format!("serve-{name}.log"));
+        let log = lab.logs().join(format!("{}-{name}.log", role.command()));
+        let (listener, ready_path) = role.listener();
         let child = Command::new(lab.binary())
-            .arg("serve")
+            .arg(role.command())
             .env("DATABASE_URL", lab.database_url(db))
             .env("MQTT_URL", lab.mqtt_url())
             .env("SHADOWBOX_MQTT_PROTOCOL", lab.protocol().to_string())
-            .env("SHADOWBOX_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env(listener, format!("127.0.0.1:{port}"))
             .env("SHADOWBOX_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SHADOWBOX_INGEST_CLIENT_ID", format!("bench-ingest-{name}"))
             .env("SHADOWBOX_RELAY_CLIENT_ID", format!("bench-relay-{name}"))
@@ -56,7 +93,7 @@ impl Serve {
             .stdout(Stdio::null())
             .stderr(File::create(&log).with_context(|| format!("create {}", log.display()))?)
             .spawn()
-            .with_context(|| format!("start {} serve", lab.binary().display()))?;
+            .with_context(|| format!("start {} {}", lab.binary().display(), role.command()))?;
         let mut serve = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -67,14 +104,25 @@ impl Serve {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = serve.child.try_wait()? {
-                bail!("serve exited with {status}; see {}", log.display());
+                bail!(
+                    "{} exited with {status}; see {}",
+                    role.command(),
+                    log.display()
+                );
             }
-            let ready = client.get(format!("{}/readyz", serve.base)).send().await;
+            let ready = client
+                .get(format!("{}{ready_path}", serve.base))
+                .send()
+                .await;
             if ready.is_ok_and(|r| r.status().is_success()) {
                 return Ok(serve);
             }
             if Instant::now() > deadline {
-                bail!("serve not ready after {PATIENCE:?}; see {}", log.display());
+                bail!(
+                    "{} not ready after {PATIENCE:?}; see {}",
+                    role.command(),
+                    log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -1,6 +1,7 @@
 //! Figure 3: the relay draining a backlog of pending rows into retained
 //! QoS 1 publishes, beside the raw rate at which one client gets retained
-//! QoS 1 publishes acknowledged by the same broker.
+//! QoS 1 publishes acknowledged by the same broker; and its curve, one row
+//! per device from 10^4 to 10^6 devices, under `serve` and `relay` alone.
 
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,11 @@ use sqlx::PgPool;
 
 use crate::cpu::{CpuSample, CpuShare, Watched};
 use crate::fleet;
+use crate::lab::Lab;
 use crate::mqtt::{desired_payload, publish_all};
 use crate::report::{Row, count};
+use crate::serve::{Role, Serve};
+use crate::statements::{self, Statement};
 
 /// Rows per second the drain must reach.
 const TARGET_ROWS: f64 = 20_000.0;
@@ -168,4 +172,94 @@ pub fn row(label: &str, drain: &Drain, raw: &Raw) -> Row {
                 && ratio >= TARGET_SHARE,
         ),
     }
+}
+
+/// One point of the drain curve: a one-row-per-device backlog over
+/// `devices` devices, drained by `role`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    /// The process that drained it.
+    pub role: Role,
+    /// Its connection, e.g. `MQTT 5, in-flight 2000`.
+    pub connection: String,
+    /// The drain.
+    pub drain: Drain,
+    /// PostgreSQL's CPU time per settled row, in microseconds: flat when
+    /// the cost per row does not grow with the fleet.
+    pub postgres_us_per_row: f64,
+    /// The process's CPU time per settled row, in microseconds.
+    pub process_us_per_row: f64,
+    /// The process's peak resident set so far, KiB.
+    pub peak_rss_kib: u64,
+    /// Its costliest statements.
+    pub statements: Vec<Statement>,
+}
+
+/// Drains a one-row-per-device backlog over each fleet of `fleets` (tenant
+/// `curve<n>` of database `db`, already created) with `role` running.
+pub async fn curve(
+    lab: &Lab,
+    pool: &PgPool,
+    db: &str,
+    role: Role,
+    fleets: &[u64],
+) -> anyhow::Result<Vec<CurvePoint>> {
+    let process = Serve::start_role(lab, db, &format!("curve-{}", role.command()), role).await?;
+    let watched = lab.watched(Some(process.pid()));
+    let connection = super::relay_connection(lab, &process);
+    let mut points = Vec::new();
+    for &devices in fleets {
+        eprintln!(
+            "==> 3 drain curve under {}: {devices} devices, one row each",
+            role.command()
+        );
+        statements::reset(pool).await?;
+        let drain = drain(pool, &watched, &curve_tenant(devices), devices, devices).await?;
+        let spent = statements::top(pool).await?;
+        let settled = drain.rows.saturating_sub(drain.left_pending).max(1) as f64;
+        let per_row = |cores: f64| cores * drain.seconds / settled * 1e6;
+        points.push(CurvePoint {
+            role,
+            connection: connection.clone(),
+            postgres_us_per_row: per_row(drain.cpu.postgres_cores),
+            process_us_per_row: per_row(drain.cpu.serve_cores),
+            peak_rss_kib: process.peak_rss_kib()?,
+            statements: spent,
+            drain,
+        });
+    }
+    process.stop().await?;
+    Ok(points)
+}
+
+/// The tenant of the drain curve's fleet of `devices` devices.
+pub fn curve_tenant(devices: u64) -> String {
+    format!("curve{devices}")
+}
+
+/// One table row per point of the curve, beside `raw`.
+pub fn curve_rows(points: &[CurvePoint], raw: &Raw) -> Vec<Row> {
+    points
+        .iter()
+        .map(|p| {
+            let mut row = self::row(
+                &format!(
+                    "3 drain curve under {} ({})",
+                    p.role.command(),
+                    p.connection
+                ),
+                &p.drain,
+                raw,
+            );
+            row.value = format!(
+                "{}; PostgreSQL {:.0} us/row, {} {:.0} us/row, peak RSS {:.1} MiB",
+                row.value,
+                p.postgres_us_per_row,
+                p.role.command(),
+                p.process_us_per_row,
+                p.peak_rss_kib as f64 / 1024.0
+            );
+            row
+        })
+        .collect()
 }

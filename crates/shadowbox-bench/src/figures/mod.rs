@@ -29,30 +29,39 @@ use crate::fleet;
 use crate::lab::Lab;
 use crate::profile::Profile;
 use crate::report::{Figure, Row, count};
-use crate::serve::Serve;
+use crate::serve::{Role, Serve};
 use crate::statements;
 use shadowbox_mqtt::Protocol;
 
 /// The database of figures 1 to 4.
 const DB: &str = "bench";
-/// Tenants of figures 1 to 4: writes, latency, ingest, and the two drains.
-const WRITES: &str = "writes";
+/// Tenants of figures 1 to 4: writes (one per fleet size, see
+/// [`writes_tenant`]), latency, ingest, and the two drains.
 const LATENCY: &str = "latency";
 const INGEST: &str = "ingest";
 const DRAIN: &str = "drain";
 const DRAIN_WIDE: &str = "drainwide";
 
+/// The database of the drain curve.
+const CURVE_DB: &str = "curve";
+
 /// The figures' names, for `--only`.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "writes",
     "latency",
     "drain",
+    "curve",
     "ingest",
     "scale",
     "memory",
     "reconcile",
     "rollout",
 ];
+
+/// The tenant of the write figure's fleet of `devices` devices.
+fn writes_tenant(devices: u64) -> String {
+    format!("writes{devices}")
+}
 
 /// How the relay's and the ingester's broker connection runs, for the
 /// drain and ingest figures' labels: `(MQTT 5, in-flight 2000)`.
@@ -97,6 +106,8 @@ pub async fn run(
     };
     let mut raw = None;
     let mut peaks = Vec::new();
+    let mut writes_rows = Vec::new();
+    let mut writes_detail = Vec::new();
     if ["writes", "latency", "drain", "ingest"]
         .iter()
         .any(|f| wants(f))
@@ -105,7 +116,6 @@ pub async fn run(
         eprintln!("==> set-up: database {DB}, {devices} devices per tenant");
         let pool = lab.create_database(DB).await?;
         for (tenant, n) in [
-            (WRITES, devices),
             (LATENCY, devices),
             (INGEST, devices),
             (DRAIN, profile.backlog_devices),
@@ -113,48 +123,57 @@ pub async fn run(
         ] {
             fleet::create(&pool, tenant, n).await?;
         }
+        for &n in &profile.write_fleets {
+            fleet::create(&pool, &writes_tenant(n), n).await?;
+        }
         fleet::vacuum(&pool).await?;
         statements::enable(&pool).await?;
 
         let serve = Serve::start(lab, DB, "main").await?;
         let watched = lab.watched(Some(serve.pid()));
         if wants("writes") {
-            eprintln!(
-                "==> 1 desired writes: pgbench at {:?} clients",
-                profile.clients
-            );
-            let limits = writes::limits(
-                lab,
-                &watched,
-                DB,
-                WRITES,
-                devices,
-                &profile.clients,
-                profile.window,
-            )
-            .await?;
-            let key = fleet::api_key(serve.base_url(), WRITES).await?;
-            let api = DesiredApi::new(serve.base_url(), WRITES, &key)?;
-            eprintln!(
-                "==> 1 desired writes: the API at {:?} clients",
-                profile.clients
-            );
-            statements::reset(&pool).await?;
-            let measured = writes::measure(
-                &api,
-                &watched,
-                devices,
-                &profile.clients,
-                profile.warmup,
-                profile.window,
-            )
-            .await;
-            let spent = statements::top(&pool).await?;
-            statements::print("1 desired writes", &spent);
+            for &fleet_size in &profile.write_fleets {
+                let tenant = writes_tenant(fleet_size);
+                eprintln!(
+                    "==> 1 desired writes, {fleet_size} devices: pgbench at {:?} clients",
+                    profile.clients
+                );
+                let limits = writes::limits(
+                    lab,
+                    &watched,
+                    DB,
+                    &tenant,
+                    fleet_size,
+                    &profile.clients,
+                    profile.window,
+                )
+                .await?;
+                let key = fleet::api_key(serve.base_url(), &tenant).await?;
+                let api = DesiredApi::new(serve.base_url(), &tenant, &key)?;
+                eprintln!(
+                    "==> 1 desired writes, {fleet_size} devices: the API at {:?} clients",
+                    profile.clients
+                );
+                statements::reset(&pool).await?;
+                let measured = writes::measure(
+                    &api,
+                    &watched,
+                    fleet_size,
+                    &profile.clients,
+                    profile.warmup,
+                    profile.window,
+                )
+                .await;
+                let spent = statements::top(&pool).await?;
+                let label = format!("1 desired writes, {} devices", count(fleet_size as f64));
+                statements::print(&label, &spent);
+                writes_rows.extend(writes::rows(&label, &limits, &measured));
+                writes_detail.push(json!({"devices": fleet_size, "pgbench": limits, "api": measured, "statements": spent}));
+            }
             record(Figure {
                 name: "writes",
-                rows: writes::rows("1 desired writes", &limits, &measured),
-                detail: json!({"devices": devices, "pgbench": limits, "api": measured, "statements": spent}),
+                rows: std::mem::take(&mut writes_rows),
+                detail: json!({"fleets": std::mem::take(&mut writes_detail)}),
             });
         }
 
@@ -270,8 +289,37 @@ pub async fn run(
         pool.close().await;
     }
 
-    if raw.is_none() && (wants("scale") || wants("rollout")) {
+    if raw.is_none() && (wants("scale") || wants("rollout") || wants("curve")) {
         raw = Some(drain::raw(lab.mqtt_port(), &lab.watched(None), profile.backlog_rows).await?);
+    }
+    if let (true, Some(raw)) = (wants("curve"), &raw) {
+        eprintln!(
+            "==> set-up: database {CURVE_DB}, fleets of {:?} devices",
+            profile.drain_curve
+        );
+        let pool = lab.create_database(CURVE_DB).await?;
+        for &n in &profile.drain_curve {
+            fleet::create(&pool, &drain::curve_tenant(n), n).await?;
+        }
+        fleet::vacuum(&pool).await?;
+        statements::enable(&pool).await?;
+        let mut points = Vec::new();
+        for role in [Role::Serve, Role::Relay] {
+            let drained = drain::curve(lab, &pool, CURVE_DB, role, &profile.drain_curve).await?;
+            if let Some(last) = drained.last() {
+                peaks.push((
+                    format!("drain curve under {}", role.command()),
+                    last.peak_rss_kib,
+                ));
+            }
+            points.extend(drained);
+        }
+        pool.close().await;
+        record(Figure {
+            name: "curve",
+            rows: drain::curve_rows(&points, raw),
+            detail: json!({"raw": raw, "points": points}),
+        });
     }
     if let (true, Some(raw)) = (wants("scale"), &raw) {
         let points = scale::measure(lab, profile).await?;

@@ -18,7 +18,7 @@ use crate::pgbench::{self, PgbenchRun};
 use crate::report::{Row, count};
 
 /// The share of the database's limit the API must reach.
-const TARGET: f64 = 0.70;
+const TARGET: f64 = 0.80;
 
 /// The database's limit at one concurrency, and who was busy.
 #[derive(Debug, Clone, Serialize)]
