@@ -1,8 +1,9 @@
 //! Desired history: one row per desired change, with who made it, written
 //! by the transaction that makes the change ([`crate::changes`]). When the change
-//! was delivered and applied is filled in by the triggers of the
-//! migration `desired_history` as the relay and the ingester write, so
-//! their batch statements stay set-based and no writer can forget it.
+//! was delivered is filled in by the trigger of the migration
+//! `desired_history` as the relay writes (so its batch statements stay
+//! set-based), when it was applied or refused by the ingester's statement
+//! ([`crate::reported`], the one writer of reported state).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

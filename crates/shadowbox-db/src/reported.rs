@@ -1,5 +1,9 @@
 //! The ingester's write: a whole batch of reported states (and device
-//! rejections) in one statement.
+//! rejections) in one statement, with what they mean for the desired
+//! history (`applied_at`, the rejection of the change refused) and the
+//! event stream (`applied`, `rejected`). The ingester is the one writer of
+//! reported state, so these are written here, not by triggers on
+//! `device_state`, which every desired write would pay for.
 //!
 //! The rules it applies, per device (the convergence rules are stated in
 //! `shadowbox_core::convergence`):
@@ -108,7 +112,8 @@ pub async fn apply_reported(
                                   rejected_version, rejected_reason, rejected_at, seen_at, ord)),
          current AS MATERIALIZED (
            SELECT s.tenant_id, s.device_id, s.status, s.reported_version, s.desired_version,
-                  s.desired_committed_at, s.applied_at,
+                  s.desired_committed_at, s.applied_at, s.last_seen AS stored_last_seen,
+                  s.rejected_at AS stored_rejected_at,
                   i.reported, i.version, i.reported_at,
                   i.rejected_version, i.rejected_reason, i.rejected_at, i.seen_at
            FROM device_state s JOIN input i USING (tenant_id, device_id)
@@ -144,7 +149,53 @@ pub async fn apply_reported(
              updated_at = now()
            FROM judged j
            WHERE s.tenant_id = j.tenant_id AND s.device_id = j.device_id
-             AND j.status = 'active')
+             AND j.status = 'active'),
+         changed AS (
+           SELECT j.*,
+                  j.status = 'active' AND j.outcome = 'applied'
+                    AND j.version > j.reported_version AS applies,
+                  j.status = 'active' AND j.rejection = 'recorded'
+                    AND j.rejected_at IS DISTINCT FROM j.stored_rejected_at AS refuses,
+                  greatest(j.stored_last_seen, j.seen_at) AS last_seen
+           FROM judged j),
+         -- The change that made a version a device now reports gets its
+         -- applied_at (versions it skipped were never applied as such); the
+         -- change a recorded rejection refuses gets the rejection. Locked in
+         -- id order, as every writer of the history does.
+         history AS (
+           UPDATE desired_history h SET
+             applied_at = coalesce(h.applied_at, m.applied_at),
+             rejection_reason = coalesce(m.rejection_reason, h.rejection_reason),
+             rejected_at = coalesce(m.rejected_at, h.rejected_at)
+           FROM (SELECT h2.id,
+                        CASE WHEN c.applies AND h2.version = c.version
+                             THEN c.last_seen END AS applied_at,
+                        CASE WHEN c.refuses AND h2.version = c.rejected_version
+                             THEN c.rejected_reason END AS rejection_reason,
+                        CASE WHEN c.refuses AND h2.version = c.rejected_version
+                             THEN c.rejected_at END AS rejected_at
+                 FROM changed c
+                 JOIN desired_history h2
+                   ON h2.tenant_id = c.tenant_id AND h2.device_id = c.device_id
+                  AND h2.change <> 'decommission'
+                  AND ((c.applies AND h2.version = c.version AND h2.applied_at IS NULL)
+                       OR (c.refuses AND h2.version = c.rejected_version))
+                 ORDER BY h2.id
+                 FOR UPDATE OF h2) m
+           WHERE h.id = m.id),
+         -- The event stream: `applied` for a higher reported version,
+         -- `rejected` for a recorded rejection.
+         evented AS (
+           INSERT INTO events (tenant_id, event, device_id, version, at, data)
+           SELECT tenant_id, event, device_id, version, at, data FROM (
+             SELECT c.tenant_id, 'applied' AS event, c.device_id, c.version, c.last_seen AS at,
+                    jsonb_build_object('in_sync', c.version >= c.desired_version) AS data
+             FROM changed c WHERE c.applies
+             UNION ALL
+             SELECT c.tenant_id, 'rejected', c.device_id, c.rejected_version, c.rejected_at,
+                    jsonb_build_object('reason', c.rejected_reason)
+             FROM changed c WHERE c.refuses) e
+           ORDER BY tenant_id, device_id, event)
          SELECT CASE WHEN j.tenant_id IS NULL THEN 'unknown'
                      WHEN j.status <> 'active' THEN 'decommissioned'
                      ELSE j.outcome END AS "outcome!: ReportedOutcome",
