@@ -9,8 +9,12 @@ use shadowbox_mqtt::MqttConfig;
 /// Concurrent batches unless told otherwise.
 pub const DEFAULT_WORKERS: usize = 4;
 
-/// Devices per batch unless told otherwise.
-pub const DEFAULT_BATCH_SIZE: usize = 500;
+/// Devices per batch unless told otherwise. Larger batches spread the
+/// claim's and the commit's cost over more rows (BENCHMARKS.md, drain: one
+/// row per device 45-47k rows/s at 500, 52-54k at 1000, 55-61k at 2000);
+/// a batch holds its rows' payloads in memory, at most workers x batch x
+/// the document limit.
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
 
 /// Publishes awaiting their PUBACK at once unless told otherwise (under
 /// MQTT 5 the broker's receive maximum may lower it).
