@@ -36,13 +36,6 @@ use tokio::sync::mpsc;
 use crate::IngestSettings;
 use crate::metrics::IngestMetrics;
 
-/// Messages waiting for the worker. One QoS 1 message per packet id can
-/// await our ack, so a broker that honours its in-flight window never
-/// fills this; one that does not (Mosquitto 2.0.11 overshoots
-/// `max_inflight_messages` under load with 3.1.1 clients) briefly pauses
-/// the polling task.
-const CHANNEL_CAPACITY: usize = u16::MAX as usize;
-
 /// The client's request queue holds our PUBACKs. It must never make the
 /// worker wait: the polling task drains it only while it is not itself
 /// waiting for the worker, and rumqttc serves buffered incoming packets
@@ -204,7 +197,7 @@ impl Connection {
         let failover = Failover::new(settings.mqtt.brokers.clone());
         let (client, eventloop) = open(settings, &failover);
         let (writers, received) = (0..settings.writers.max(1))
-            .map(|_| mpsc::channel(CHANNEL_CAPACITY))
+            .map(|_| mpsc::channel(settings.writer_queue()))
             .unzip();
         let filter = if settings.share_group.is_empty() {
             REPORTED_FILTER.to_owned()
