@@ -54,3 +54,8 @@ pub use error::DbError;
 
 /// The `LISTEN`/`NOTIFY` channel a committed outbox row is announced on.
 pub const OUTBOX_CHANNEL: &str = "shadowbox_outbox";
+
+/// The `LISTEN`/`NOTIFY` channel a rollout that became due (created,
+/// resumed, cancelled, rolled back) is announced on, so a wave machine
+/// starts on it at once instead of at its next poll.
+pub const ROLLOUT_CHANNEL: &str = "shadowbox_rollouts";

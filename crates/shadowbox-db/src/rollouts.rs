@@ -13,9 +13,9 @@ use shadowbox_core::{DeviceId, Document, TenantId};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
-use crate::DbError;
 use crate::devices::push_tag_filter;
 use crate::error::is_fk_violation;
+use crate::{DbError, ROLLOUT_CHANNEL};
 
 /// Which active devices a rollout changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -176,7 +176,17 @@ pub async fn create_rollout(
     )
     .execute(&mut *conn)
     .await?;
+    wake_wave_machines(conn).await?;
     Ok(id)
+}
+
+/// Wakes the wave machines (`NOTIFY` on [`ROLLOUT_CHANNEL`], delivered
+/// when the caller's transaction commits): a rollout became due.
+async fn wake_wave_machines(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query!("SELECT pg_notify($1, '')", ROLLOUT_CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// A rollout's row.
@@ -384,6 +394,7 @@ pub async fn transition(
     .await?
     .rows_affected();
     if changed == 1 {
+        wake_wave_machines(conn).await?;
         return Ok(());
     }
     let status = sqlx::query_scalar!(

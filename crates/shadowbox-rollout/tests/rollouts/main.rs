@@ -101,6 +101,24 @@ async fn waves_wait_for_convergence_and_every_device_gets_the_patch_on_its_own_d
 }
 
 #[tokio::test]
+async fn a_created_rollout_wakes_an_idle_machine_without_waiting_for_its_poll() {
+    let stack = Stack::start(20).await;
+    // A poll far longer than the test's patience: only the notification of
+    // the new rollout can start it.
+    let _machine = stack.machine_polling(8, Duration::from_secs(3600));
+    // The machine's first step finds nothing due, then it waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let created = stack
+        .create(json!({"selector": {"all": true}, "patch": {"firmware": "3"}}))
+        .await;
+    let id = created["id"].as_i64().unwrap();
+    eventually(PATIENCE, "the wave written", || async {
+        stack.rollout(id).await["waves"][0]["written"] == 20
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn rejections_abort_and_a_rollback_restores_all_but_hand_patched_devices() {
     let stack = Stack::start(200).await;
     // The devices refuse the rollout's firmware.

@@ -112,9 +112,15 @@ impl Stack {
 
     /// Starts a wave machine (chunks of `chunk_size`, polling every 100 ms).
     pub fn machine(&self, chunk_size: i64) -> Running {
+        self.machine_polling(chunk_size, Duration::from_millis(100))
+    }
+
+    /// Starts a wave machine with chunks of `chunk_size` that polls every
+    /// `poll_interval`.
+    pub fn machine_polling(&self, chunk_size: i64, poll_interval: Duration) -> Running {
         let settings = RolloutSettings {
             chunk_size,
-            poll_interval: Duration::from_millis(100),
+            poll_interval,
             ..RolloutSettings::default()
         };
         let pool = self.db.pool.clone();
