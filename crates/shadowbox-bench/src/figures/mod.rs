@@ -196,7 +196,7 @@ pub async fn run(
             .await?;
             record(Figure {
                 name: "latency",
-                rows: latency::rows(&points),
+                rows: latency::rows(&points, &relay_connection(lab, &serve)),
                 detail: json!({"devices": devices, "points": points}),
             });
         }

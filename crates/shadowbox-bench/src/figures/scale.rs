@@ -31,6 +31,8 @@ pub struct Point {
     pub drain: Drain,
     /// Peak RSS of this fleet's `serve`, in KiB.
     pub peak_rss_kib: u64,
+    /// Its relay's connection, e.g. `MQTT 5, in-flight 2000`.
+    pub connection: String,
 }
 
 /// Measures every fleet size of `profile`, each in its own database,
@@ -80,6 +82,7 @@ pub async fn measure(lab: &Lab, profile: &Profile) -> anyhow::Result<Vec<Point>>
             profile.backlog_rows,
         )
         .await?;
+        let connection = super::relay_connection(lab, &serve);
         let peak_rss_kib = serve.stop().await?;
         pool.close().await;
         lab.drop_database(&db).await?;
@@ -90,6 +93,7 @@ pub async fn measure(lab: &Lab, profile: &Profile) -> anyhow::Result<Vec<Point>>
             writes: measured.remove(0),
             drain,
             peak_rss_kib,
+            connection,
         });
     }
     Ok(points)
@@ -110,7 +114,11 @@ pub fn rows(points: &[Point], raw: &Raw) -> Vec<Row> {
                 std::slice::from_ref(&p.limit),
                 std::slice::from_ref(&p.writes),
             );
-            rows.push(drain::row(&format!("{label}: drain"), &p.drain, raw));
+            rows.push(drain::row(
+                &format!("{label}: drain ({})", p.connection),
+                &p.drain,
+                raw,
+            ));
             rows
         })
         .collect()
