@@ -272,7 +272,9 @@ pub struct RelayCommand {
 /// ctrl-c.
 pub async fn relay(common: &CommonArgs, command: &RelayCommand) -> anyhow::Result<()> {
     let args = &command.relay;
-    let pool = crate::ops::connect(common, args.relay_workers as u32 + 5).await?;
+    // A connection per worker, and the outbox and rollout listeners, the
+    // wave machine, retention, reconcile and the backlog gauge.
+    let pool = crate::ops::connect(common, args.relay_workers as u32 + 6).await?;
     let mut registry = Registry::default();
     let metrics = RelayMetrics::register(&mut registry);
     let rollout_metrics = RolloutMetrics::register(&mut registry);
@@ -471,7 +473,8 @@ pub async fn serve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<()> 
     let relay_settings = args.relay.settings(common.mqtt()?);
     let ingest_settings = args.ingest.settings(common)?;
     let rollout_settings = args.rollout.settings(common);
-    let connections = 16 + relay_settings.workers as u32 + 5 + ingest_settings.writers as u32;
+    // The API's 16, the relay's (see `relay`) and one per ingest writer.
+    let connections = 16 + relay_settings.workers as u32 + 6 + ingest_settings.writers as u32;
     // Migrate before any role starts, so relay and ingest never query an
     // empty database.
     let pool = crate::ops::connect_and_migrate(common, connections).await?;

@@ -107,10 +107,13 @@ pub async fn run(
             }
         }
         ended = &mut connection => {
-            // The connection only ends by itself on a fatal error: stop the
-            // worker (its acks can no longer be sent; the broker redelivers).
+            // The connection ends by itself on a fatal error, or when a
+            // writer is gone (it panicked): stop the writers (their acks can
+            // no longer be sent; the broker redelivers).
             stop.cancel();
-            work.await;
+            if let Some(e) = work.await {
+                return Err(e).context("an ingest writer panicked");
+            }
             ended.context("the MQTT connection task panicked")?
         }
     }

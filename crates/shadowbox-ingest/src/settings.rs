@@ -87,13 +87,15 @@ impl IngestSettings {
         receive_maximum(self.batch_size, self.writers)
     }
 
-    /// Messages that may wait for one writer: its share of the receive
-    /// maximum. A broker that sends more than it was allowed (Mosquitto
-    /// 2.0.11 does under load) then pauses the polling task instead of
-    /// filling memory (a queue of 65,535 per writer took serve's peak RSS
-    /// from 64 to 88 MiB in the ingest figure).
+    /// Messages that may wait for one writer: the whole receive maximum,
+    /// so a broker that keeps to it never blocks the polling task however
+    /// the messages fall on the writers (a blocked task sends no acks and
+    /// no pings). One that sends more than it was allowed (Mosquitto 2.0.11
+    /// does under load) pauses it instead of filling memory: a queue of
+    /// 65,535 per writer took serve's peak RSS from 64 to 88 MiB in the
+    /// ingest figure.
     pub fn writer_queue(&self) -> usize {
-        self.batch_size.max(1) * BATCHES_IN_FLIGHT_PER_WRITER
+        usize::from(self.receive_maximum())
     }
 }
 

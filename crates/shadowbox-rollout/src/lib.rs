@@ -20,11 +20,13 @@ pub mod settings;
 pub use metrics::RolloutMetrics;
 pub use settings::{DEFAULT_CHUNK_SIZE, DEFAULT_POLL_INTERVAL, RolloutSettings};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use shadowbox_db::rollout_machine::{MachineSettings, Step, step};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the wave machine until `shutdown` is cancelled (a step under way
@@ -41,19 +43,20 @@ pub async fn run(
         limits: settings.limits,
     };
     // Listening before the first step, so a rollout created between a step
-    // and the wait is not missed. Without a listener the machine polls.
-    let mut listener = match listen(&pool).await {
-        Ok(listener) => Some(listener),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for new rollouts; polling only");
-            None
-        }
-    };
+    // and the wait is not missed (when the listener is up by then; the
+    // poll covers the rest).
+    let due = Arc::new(Notify::new());
+    let listening = tokio::spawn(listen(
+        pool.clone(),
+        due.clone(),
+        settings.poll_interval,
+        shutdown.clone(),
+    ));
     tracing::info!(chunk_size = settings.chunk_size, "wave machine started");
     while !shutdown.is_cancelled() {
         match step(&pool, &machine).await {
             Ok(Step::Idle) => {
-                if !idle(&mut listener, settings.poll_interval, &shutdown).await {
+                if !idle(&due, settings.poll_interval, &shutdown).await {
                     break;
                 }
             }
@@ -67,38 +70,51 @@ pub async fn run(
             }
         }
     }
+    listening.abort();
     tracing::info!("wave machine stopped");
     Ok(())
 }
 
-/// Listens on [`shadowbox_db::ROLLOUT_CHANNEL`].
-async fn listen(pool: &PgPool) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(shadowbox_db::ROLLOUT_CHANNEL).await?;
-    Ok(listener)
+/// Listens on [`shadowbox_db::ROLLOUT_CHANNEL`] in its own task until
+/// `shutdown`, waking the machine on each notification; when the listener
+/// cannot connect or fails, it tries again after `pause` (the machine
+/// polls meanwhile).
+async fn listen(pool: PgPool, due: Arc<Notify>, pause: Duration, shutdown: CancellationToken) {
+    loop {
+        let failed = tokio::select! {
+            () = shutdown.cancelled() => return,
+            failed = listen_until_failure(&pool, &due) => failed,
+        };
+        tracing::warn!(error = %failed, "not listening for due rollouts; polling meanwhile");
+        if !sleep_or_stop(pause, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Connects, listens and wakes the machine on each notification until the
+/// listener fails; returns why.
+async fn listen_until_failure(pool: &PgPool, due: &Notify) -> sqlx::Error {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(listener) => listener,
+        Err(e) => return e,
+    };
+    if let Err(e) = listener.listen(shadowbox_db::ROLLOUT_CHANNEL).await {
+        return e;
+    }
+    loop {
+        if let Err(e) = listener.recv().await {
+            return e;
+        }
+        due.notify_one();
+    }
 }
 
 /// Waits for a rollout to become due (its notification) or `period`,
 /// whichever comes first; `false` when `shutdown` came first.
-async fn idle(
-    listener: &mut Option<PgListener>,
-    period: Duration,
-    shutdown: &CancellationToken,
-) -> bool {
-    let notified = async {
-        match listener.as_mut() {
-            Some(listener) => {
-                if let Err(e) = listener.recv().await {
-                    // It reconnects on the next receive; poll meanwhile.
-                    tracing::warn!(error = %e, "rollout notifications interrupted");
-                    std::future::pending::<()>().await;
-                }
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
+async fn idle(due: &Notify, period: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
-        () = notified => true,
+        () = due.notified() => true,
         () = tokio::time::sleep(period) => true,
         () = shutdown.cancelled() => false,
     }
