@@ -20,9 +20,6 @@
 //! Rows never leave `pending` while in flight, so a relay crash needs no
 //! recovery: the rows are simply still pending.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
 use chrono::{DateTime, Utc};
 use shadowbox_core::backoff::RefusalBackoff;
 use shadowbox_core::{DeviceId, TenantId};
@@ -32,21 +29,22 @@ use sqlx::PgConnection;
 /// another application's locks on the same database.
 const LOCK_NAMESPACE: i32 = 0x5342; // "SB"
 
-/// A device whose publishes this transaction owns.
+/// A due pending row whose device this transaction locked: the device's
+/// publishes are this transaction's until it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockedDevice {
+pub struct LockedRow {
     /// The tenant.
     pub tenant_id: TenantId,
     /// The device.
     pub device_id: DeviceId,
-    /// Its due pending rows the walk found, oldest first.
-    pub due_ids: Vec<i64>,
+    /// The row.
+    pub id: i64,
 }
 
-/// Locks the devices of up to `limit` due pending rows, walking at most
-/// the `window` oldest due rows. Devices locked elsewhere are skipped, so
+/// Walks at most the `window` oldest due rows and locks their devices
+/// until it holds `limit` rows. Devices locked elsewhere are skipped, so
 /// the window must be larger than the rows other batches hold. A device
-/// with several due rows is returned once, with all of them.
+/// with several due rows comes once per row.
 ///
 /// The plan is the same whatever the statistics say: the walk is the
 /// pending rows' index in due order (the only index that gives that
@@ -56,12 +54,13 @@ pub async fn lock_devices(
     conn: &mut PgConnection,
     limit: i64,
     window: i64,
-) -> sqlx::Result<Vec<LockedDevice>> {
+) -> sqlx::Result<Vec<LockedRow>> {
     // The lock filter cannot be pushed below the inner LIMIT, so locks are
     // tried in due order and only until `limit` rows are held. Trying a
-    // lock this transaction already holds succeeds again: a device's later
-    // rows come through too, and are grouped below.
-    let rows = sqlx::query!(
+    // lock this transaction already holds succeeds again, so a device's
+    // later rows come through too.
+    sqlx::query_as!(
+        LockedRow,
         r#"SELECT tenant_id AS "tenant_id!: TenantId", device_id AS "device_id!: DeviceId",
                   id AS "id!"
            FROM (SELECT tenant_id, device_id, id FROM outbox
@@ -75,24 +74,7 @@ pub async fn lock_devices(
         LOCK_NAMESPACE
     )
     .fetch_all(conn)
-    .await?;
-    let mut devices: Vec<LockedDevice> = Vec::with_capacity(rows.len());
-    let mut index: HashMap<(TenantId, DeviceId), usize> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        match index.entry((row.tenant_id, row.device_id)) {
-            Entry::Occupied(at) => devices[*at.get()].due_ids.push(row.id),
-            Entry::Vacant(slot) => {
-                let (tenant_id, device_id) = slot.key().clone();
-                slot.insert(devices.len());
-                devices.push(LockedDevice {
-                    tenant_id,
-                    device_id,
-                    due_ids: vec![row.id],
-                });
-            }
-        }
-    }
-    Ok(devices)
+    .await
 }
 
 /// A row a relay is to publish.
@@ -124,19 +106,14 @@ pub struct Claim {
 }
 
 /// For each locked device, returns its newest row when it is pending and
-/// due, and supersedes its due rows ([`LockedDevice::due_ids`]) older than
-/// that newest row. Must run after [`lock_devices`], in the same
-/// transaction, as a separate statement: its snapshot then includes
-/// everything committed by whoever held a device's lock before.
-pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> sqlx::Result<Claim> {
-    let (tenants, device_ids): (Vec<&str>, Vec<&str>) = devices
-        .iter()
-        .map(|d| (d.tenant_id.as_str(), d.device_id.as_str()))
-        .unzip();
-    let due_ids: Vec<i64> = devices
-        .iter()
-        .flat_map(|d| d.due_ids.iter().copied())
-        .collect();
+/// due, and supersedes the `locked` rows older than that newest row. Must
+/// run after [`lock_devices`], in the same transaction, as a separate
+/// statement: its snapshot then includes everything committed by whoever
+/// held a device's lock before.
+pub async fn take_newest(conn: &mut PgConnection, locked: &[LockedRow]) -> sqlx::Result<Claim> {
+    let tenants: Vec<&str> = locked.iter().map(|r| r.tenant_id.as_str()).collect();
+    let device_ids: Vec<&str> = locked.iter().map(|r| r.device_id.as_str()).collect();
+    let ids: Vec<i64> = locked.iter().map(|r| r.id).collect();
     // Every lookup is by key, so no estimate of the backlog can change the
     // plan: each device's newest row by a backward step of `outbox_device`,
     // the walk's rows and the superseded ones by primary key. No condition
@@ -147,7 +124,7 @@ pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> s
     // nothing; no one else settles a locked device's rows.
     let newest = sqlx::query!(
         r#"WITH locked AS (
-           SELECT * FROM unnest($1::text[], $2::text[]) AS l(tenant_id, device_id)),
+           SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) AS l(tenant_id, device_id)),
          newest AS MATERIALIZED (
            SELECT o.* FROM locked l
            CROSS JOIN LATERAL outbox_newest(l.tenant_id, l.device_id) o),
@@ -168,7 +145,7 @@ pub async fn take_newest(conn: &mut PgConnection, devices: &[LockedDevice]) -> s
          FROM newest n"#,
         &tenants as &[&str],
         &device_ids as &[&str],
-        &due_ids
+        &ids
     )
     .fetch_all(conn)
     .await?;

@@ -37,7 +37,11 @@ async fn two_batches_never_hold_the_same_device() {
     let b = relay::lock_devices(&mut second, 4, 100).await.unwrap();
     assert_eq!(a.len(), 4);
     assert_eq!(b.len(), 2, "only the devices the first batch does not hold");
-    assert!(b.iter().all(|d| !a.contains(d)));
+    let device = |r: &relay::LockedRow| (r.tenant_id.clone(), r.device_id.clone());
+    assert!(
+        b.iter()
+            .all(|r| !a.iter().map(device).any(|d| d == device(r)))
+    );
     first.commit().await.unwrap();
     second.commit().await.unwrap();
     // Released at commit: a new batch takes them all (still pending).

@@ -88,11 +88,11 @@ pub async fn run(
             }
         }
         acks.disconnect().await;
-        panicked
+        panicked.map_or(Ok(()), |e| Err(e).context("an ingest writer panicked"))
     };
     tokio::pin!(work);
     tokio::select! {
-        panicked = &mut work => {
+        settled = &mut work => {
             let closed = match tokio::time::timeout(DISCONNECT_GRACE, &mut connection).await {
                 Ok(ended) => ended.context("the MQTT connection task panicked")?,
                 Err(_) => {
@@ -101,19 +101,15 @@ pub async fn run(
                     Ok(())
                 }
             };
-            match panicked {
-                Some(e) => Err(e).context("an ingest writer panicked"),
-                None => closed,
-            }
+            settled?;
+            closed
         }
         ended = &mut connection => {
             // The connection ends by itself on a fatal error, or when a
             // writer is gone (it panicked): stop the writers (their acks can
             // no longer be sent; the broker redelivers).
             stop.cancel();
-            if let Some(e) = work.await {
-                return Err(e).context("an ingest writer panicked");
-            }
+            work.await?;
             ended.context("the MQTT connection task panicked")?
         }
     }

@@ -42,8 +42,8 @@ pub struct Worker {
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchReport {
-    /// Devices the batch held.
-    pub devices: usize,
+    /// Due rows the batch locked (0: nothing was due).
+    pub locked: usize,
     /// Rows the broker acknowledged.
     pub delivered: usize,
     /// Rows left pending or dead by a failure.
@@ -59,7 +59,7 @@ impl Worker {
                 break;
             }
             match self.run_batch().await {
-                Ok(report) if report.devices == 0 => self.wake.idle(&self.shutdown).await,
+                Ok(report) if report.locked == 0 => self.wake.idle(&self.shutdown).await,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(worker = self.id, error = %e, "relay batch failed; its rows stay pending");
@@ -76,21 +76,21 @@ impl Worker {
     pub async fn run_batch(&self) -> sqlx::Result<BatchReport> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let devices = relay::lock_devices(
+        let locked = relay::lock_devices(
             &mut tx,
             self.settings.batch_size as i64,
             self.settings.claim_window(),
         )
         .await?;
-        if devices.is_empty() {
+        if locked.is_empty() {
             tx.commit().await?;
             return Ok(BatchReport::default());
         }
         // A full batch: more rows are likely due, so another worker starts.
-        if devices.iter().map(|d| d.due_ids.len()).sum::<usize>() == self.settings.batch_size {
+        if locked.len() == self.settings.batch_size {
             self.wake.pass_on();
         }
-        let claim = relay::take_newest(&mut tx, &devices).await?;
+        let claim = relay::take_newest(&mut tx, &locked).await?;
         self.metrics.superseded.inc_by(claim.superseded);
         let claimed_in = started.elapsed();
 
@@ -119,7 +119,7 @@ impl Worker {
         }
         tracing::debug!(
             worker = self.id,
-            devices = devices.len(),
+            locked = locked.len(),
             superseded = claim.superseded,
             delivered = report.delivered,
             failed = report.failed,
@@ -129,7 +129,7 @@ impl Worker {
             "batch settled"
         );
         Ok(BatchReport {
-            devices: devices.len(),
+            locked: locked.len(),
             ..report
         })
     }
@@ -255,7 +255,7 @@ impl Settled {
             );
         }
         Ok(BatchReport {
-            devices: 0,
+            locked: 0,
             delivered: self.delivered.len(),
             failed: self.interrupted.len()
                 + self.refused.len()
