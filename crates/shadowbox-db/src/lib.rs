@@ -41,6 +41,7 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod idempotency;
+pub mod notifications;
 pub mod outbox;
 pub mod reconcile;
 pub mod relay;

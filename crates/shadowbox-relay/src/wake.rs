@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shadowbox_db::notifications;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,28 +34,16 @@ impl Wake {
         tasks: &TaskTracker,
         shutdown: CancellationToken,
     ) -> sqlx::Result<Self> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(shadowbox_db::OUTBOX_CHANNEL).await?;
+        let listener = notifications::listen(pool, shadowbox_db::OUTBOX_CHANNEL).await?;
         let wake = Self {
             notify: Arc::new(Notify::new()),
             poll_interval: settings.poll_interval,
         };
         let notify = wake.notify.clone();
         tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    received = listener.recv() => match received {
-                        Ok(_) => notify.notify_one(),
-                        Err(e) => {
-                            // PgListener reconnects on the next recv; until
-                            // then the workers poll.
-                            tracing::warn!(error = %e, "outbox notifications interrupted");
-                            tokio::time::sleep(RELISTEN_PAUSE).await;
-                            notify.notify_one();
-                        }
-                    },
-                }
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = notifications::forward(listener, &notify, RELISTEN_PAUSE) => {}
             }
         });
         Ok(wake)

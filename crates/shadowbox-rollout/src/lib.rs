@@ -23,9 +23,9 @@ pub use settings::{DEFAULT_CHUNK_SIZE, DEFAULT_POLL_INTERVAL, RolloutSettings};
 use std::sync::Arc;
 use std::time::Duration;
 
+use shadowbox_db::notifications;
 use shadowbox_db::rollout_machine::{MachineSettings, Step, step};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -46,12 +46,7 @@ pub async fn run(
     // and the wait is not missed (when the listener is up by then; the
     // poll covers the rest).
     let due = Arc::new(Notify::new());
-    let listening = tokio::spawn(listen(
-        pool.clone(),
-        due.clone(),
-        settings.poll_interval,
-        shutdown.clone(),
-    ));
+    let listening = tokio::spawn(listen(pool.clone(), due.clone(), settings.poll_interval));
     tracing::info!(chunk_size = settings.chunk_size, "wave machine started");
     while !shutdown.is_cancelled() {
         match step(&pool, &machine).await {
@@ -75,38 +70,18 @@ pub async fn run(
     Ok(())
 }
 
-/// Listens on [`shadowbox_db::ROLLOUT_CHANNEL`] in its own task until
-/// `shutdown`, waking the machine on each notification; when the listener
-/// cannot connect or fails, it tries again after `pause` (the machine
-/// polls meanwhile).
-async fn listen(pool: PgPool, due: Arc<Notify>, pause: Duration, shutdown: CancellationToken) {
+/// Listens on [`shadowbox_db::ROLLOUT_CHANNEL`] until the task is aborted,
+/// waking the machine on each notification; a listener that cannot
+/// connect is tried again after `pause` (the machine polls meanwhile).
+async fn listen(pool: PgPool, due: Arc<Notify>, pause: Duration) {
     loop {
-        let failed = tokio::select! {
-            () = shutdown.cancelled() => return,
-            failed = listen_until_failure(&pool, &due) => failed,
-        };
-        tracing::warn!(error = %failed, "not listening for due rollouts; polling meanwhile");
-        if !sleep_or_stop(pause, &shutdown).await {
-            return;
+        match notifications::listen(&pool, shadowbox_db::ROLLOUT_CHANNEL).await {
+            Ok(listener) => notifications::forward(listener, &due, pause).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for due rollouts; polling meanwhile");
+                tokio::time::sleep(pause).await;
+            }
         }
-    }
-}
-
-/// Connects, listens and wakes the machine on each notification until the
-/// listener fails; returns why.
-async fn listen_until_failure(pool: &PgPool, due: &Notify) -> sqlx::Error {
-    let mut listener = match PgListener::connect_with(pool).await {
-        Ok(listener) => listener,
-        Err(e) => return e,
-    };
-    if let Err(e) = listener.listen(shadowbox_db::ROLLOUT_CHANNEL).await {
-        return e;
-    }
-    loop {
-        if let Err(e) = listener.recv().await {
-            return e;
-        }
-        due.notify_one();
     }
 }
 
