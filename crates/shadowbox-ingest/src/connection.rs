@@ -12,6 +12,14 @@
 //! maximum ([`IngestSettings::receive_maximum`]) bounds what the broker
 //! sends unacknowledged.
 //!
+//! A committed message's ack waits in a line of its own, a few bytes each,
+//! and at most [`ACKS_HANDED`] are in the client's request queue at once:
+//! rumqttc serves its request queue once for every read of up to ten
+//! incoming packets, so while reports stream in, acks wait; a broker that
+//! keeps sending beyond the receive maximum (Mosquitto 2.0 was measured
+//! sending 140,000 unacknowledged messages) would otherwise fill the
+//! request queue with a full request for each, tens of megabytes.
+//!
 //! Acks are tied to the connection a message arrived on. After a
 //! reconnect the broker resends every unacknowledged message and may reuse
 //! a packet id as soon as it is acknowledged, so a late PUBACK carrying a
@@ -30,7 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 use shadowbox_core::topic::{REPORTED_FILTER, shared_reported_filter};
-use shadowbox_mqtt::{Client, Event, EventLoop, Failover, Message, SessionOptions};
+use shadowbox_mqtt::{Ack, Client, Event, EventLoop, Failover, Message, SessionOptions};
 use tokio::sync::mpsc;
 
 use crate::IngestSettings;
@@ -38,12 +46,17 @@ use crate::metrics::IngestMetrics;
 
 /// The client's request queue holds our PUBACKs. It must never make the
 /// worker wait: the polling task drains it only while it is not itself
-/// waiting for the worker, and rumqttc serves buffered incoming packets
-/// before queued requests. It holds at most one PUBACK per message
-/// received and flume allocates as it fills, so this bound is never
-/// reached in practice; if it were, a committed message would go
-/// unacknowledged and be redelivered after a reconnect, which is harmless.
+/// waiting for the worker. It holds at most [`ACKS_HANDED`] acks, except
+/// on a clean disconnect, when every due ack goes ahead of the DISCONNECT;
+/// flume allocates as it fills. Were it full, a committed message would
+/// go unacknowledged and be redelivered after a reconnect, which is
+/// harmless.
 const REQUEST_CAPACITY: usize = 1 << 20;
+
+/// Acks in the client's request queue at once; the rest wait in
+/// [`Current::due`], a few bytes each. Enough that the queue never runs dry between two of
+/// the polling task's turns.
+const ACKS_HANDED: usize = 256;
 
 /// The largest packet accepted: the MQTT maximum. A larger packet drops
 /// the connection, and the broker would redeliver it forever, so an
@@ -77,7 +90,67 @@ pub(crate) struct Received {
 struct Current {
     epoch: u64,
     client: Client,
+    /// Messages not yet committed, and those behind them.
     unacked: InOrder<Message>,
+    /// Acks of committed messages, in receive order.
+    due: AckLine<Ack>,
+}
+
+impl Current {
+    fn new(epoch: u64, client: Client) -> Self {
+        Self {
+            epoch,
+            client,
+            unacked: InOrder::new(),
+            due: AckLine::new(),
+        }
+    }
+
+    /// Hands due acks to the client while fewer than `limit` wait there.
+    fn hand_over(&mut self, limit: usize) {
+        // Fails only if the event loop is gone: the broker then
+        // redelivers, which is harmless.
+        self.due
+            .hand_over(limit, |ack| self.client.try_ack(ack).is_ok());
+    }
+}
+
+/// Acks waiting to be handed to the client, and how many it holds unsent.
+#[derive(Debug)]
+struct AckLine<T> {
+    waiting: VecDeque<T>,
+    handed: usize,
+}
+
+impl<T> AckLine<T> {
+    fn new() -> Self {
+        Self {
+            waiting: VecDeque::new(),
+            handed: 0,
+        }
+    }
+
+    /// Puts acks at the back of the line.
+    fn extend(&mut self, acks: impl IntoIterator<Item = T>) {
+        self.waiting.extend(acks);
+    }
+
+    /// Hands acks over with `send`, oldest first, while fewer than `limit`
+    /// are handed and unsent; an ack `send` refuses is dropped.
+    fn hand_over(&mut self, limit: usize, mut send: impl FnMut(T) -> bool) {
+        while self.handed < limit
+            && let Some(ack) = self.waiting.pop_front()
+        {
+            if send(ack) {
+                self.handed += 1;
+            }
+        }
+    }
+
+    /// One handed ack went out.
+    fn sent(&mut self) {
+        self.handed = self.handed.saturating_sub(1);
+    }
 }
 
 /// Items released in the order they were registered, whatever order they
@@ -145,10 +218,8 @@ impl Acks {
     /// acks and puts `next` (the next connection's client) in its place.
     fn end_epoch(&self, eventloop: &mut EventLoop, next: Client) {
         let mut current = self.lock();
-        current.epoch += 1;
         eventloop.clean();
-        current.client = next;
-        current.unacked = InOrder::new();
+        *current = Current::new(current.epoch + 1, next);
     }
 
     /// Marks `message` committed and queues the PUBACKs of every message
@@ -161,17 +232,27 @@ impl Acks {
         if current.epoch != message.epoch {
             return;
         }
-        for ready in current.unacked.ready(message.seq, message.message) {
-            // Fails only if the event loop is gone (or the queue is full):
-            // the broker then redelivers, which is harmless.
-            let _ = current.client.try_ack(&ready);
-        }
+        let ready = current.unacked.ready(message.seq, message.message);
+        current.due.extend(ready.iter().map(Message::ack));
+        current.hand_over(ACKS_HANDED);
     }
 
-    /// Asks the polling task to send DISCONNECT after every queued ack.
+    /// One handed ack went out: hands over the next.
+    fn sent(&self) {
+        let mut current = self.lock();
+        current.due.sent();
+        current.hand_over(ACKS_HANDED);
+    }
+
+    /// Asks the polling task to send DISCONNECT after every due ack.
     pub async fn disconnect(&self) {
+        let client = {
+            let mut current = self.lock();
+            current.hand_over(usize::MAX);
+            current.client.clone()
+        };
         // Fails only if the polling task is gone: nothing left to close.
-        let _ = self.client().disconnect().await;
+        let _ = client.disconnect().await;
     }
 }
 
@@ -209,11 +290,7 @@ impl Connection {
             failover,
             eventloop,
             acks: Acks {
-                current: Arc::new(Mutex::new(Current {
-                    epoch: 0,
-                    client,
-                    unacked: InOrder::new(),
-                })),
+                current: Arc::new(Mutex::new(Current::new(0, client))),
             },
             writers,
             filter,
@@ -283,6 +360,7 @@ impl Connection {
                     self.metrics.subscribed.set(1);
                     tracing::info!(filter = %self.filter, "subscribed");
                 }
+                Ok(Event::AckSent) => self.acks.sent(),
                 Ok(Event::DisconnectSent) => return Ok(()),
                 Ok(_) => {}
                 Err(error) => {
@@ -344,6 +422,28 @@ mod tests {
         assert_eq!(line.register(), 4);
         assert_eq!(line.ready(3, "d"), ["d"]);
         assert_eq!(line.ready(4, "e"), ["e"]);
+    }
+
+    #[test]
+    fn at_most_the_limit_of_acks_is_handed_over_at_once() {
+        let mut line = AckLine::new();
+        line.extend(0..10);
+        let mut handed = Vec::new();
+        line.hand_over(4, |ack| {
+            handed.push(ack);
+            true
+        });
+        assert_eq!(handed, [0, 1, 2, 3]);
+        line.sent();
+        line.hand_over(4, |ack| {
+            handed.push(ack);
+            true
+        });
+        assert_eq!(handed, [0, 1, 2, 3, 4], "one out, one in");
+        // A refused ack is dropped and takes no place.
+        line.hand_over(usize::MAX, |ack| ack % 2 == 0);
+        assert_eq!(line.handed, 4 + 2, "6 and 8");
+        assert!(line.waiting.is_empty());
     }
 
     #[test]

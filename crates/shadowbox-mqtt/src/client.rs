@@ -109,6 +109,35 @@ impl Message {
             RawPublish::V5(p) => &p.payload,
         }
     }
+
+    /// What acknowledging it takes, without its topic and payload.
+    pub fn ack(&self) -> Ack {
+        match &*self.raw {
+            RawPublish::V311(p) => Ack {
+                pkid: p.pkid,
+                qos: AckQos::V311(p.qos),
+            },
+            RawPublish::V5(p) => Ack {
+                pkid: p.pkid,
+                qos: AckQos::V5(p.qos),
+            },
+        }
+    }
+}
+
+/// The acknowledgement a received message is owed (with manual acks): its
+/// packet id and QoS, a few bytes, so a long line of acks waiting for the
+/// event loop holds no payloads.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    pkid: u16,
+    qos: AckQos,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum AckQos {
+    V311(QoS),
+    V5(V5QoS),
 }
 
 /// What happened on the connection, the same under both versions.
@@ -134,6 +163,8 @@ pub enum Event {
     /// The broker's answer to a SUBSCRIBE: per filter, `Err` names why it
     /// was refused.
     Subscribed(Vec<Result<(), String>>),
+    /// One of our acknowledgements (PUBACK) went out.
+    AckSent,
     /// Our DISCONNECT went out.
     DisconnectSent,
     /// Anything else (pings, our own acks, ...).
@@ -352,11 +383,20 @@ impl Client {
         queued.then_some(()).ok_or(RequestError::Closed)
     }
 
-    /// Queues the PUBACK of `message` (with manual acks).
-    pub fn try_ack(&self, message: &Message) -> Result<(), RequestError> {
-        let queued = match (&self.inner, &*message.raw) {
-            (ClientInner::V311(c), RawPublish::V311(p)) => c.try_ack(p).is_ok(),
-            (ClientInner::V5(c), RawPublish::V5(p)) => c.try_ack(p).is_ok(),
+    /// Queues the acknowledgement of a message (with manual acks).
+    pub fn try_ack(&self, ack: Ack) -> Result<(), RequestError> {
+        // rumqttc builds an ack from a publish's packet id and QoS alone.
+        let queued = match (&self.inner, ack.qos) {
+            (ClientInner::V311(c), AckQos::V311(qos)) => {
+                let mut publish = rumqttc::Publish::new(String::new(), qos, Vec::new());
+                publish.pkid = ack.pkid;
+                c.try_ack(&publish).is_ok()
+            }
+            (ClientInner::V5(c), AckQos::V5(qos)) => {
+                let mut publish = v5_packets::Publish::new(String::new(), qos, Vec::new(), None);
+                publish.pkid = ack.pkid;
+                c.try_ack(&publish).is_ok()
+            }
             // A message of the other protocol came from another session:
             // it cannot be acknowledged here.
             _ => false,
@@ -499,6 +539,7 @@ fn from_outgoing(outgoing: Outgoing) -> Event {
     match outgoing {
         Outgoing::Publish(pkid) => Event::PublishSent(pkid),
         Outgoing::AwaitAck(pkid) => Event::PacketIdInUse(pkid),
+        Outgoing::PubAck(_) => Event::AckSent,
         Outgoing::Disconnect => Event::DisconnectSent,
         _ => Event::Other,
     }

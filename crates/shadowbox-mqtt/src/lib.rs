@@ -30,7 +30,7 @@ pub mod tls;
 
 pub use address::{BrokerAddress, Transport};
 pub use client::{
-    Client, ConnAck, ConnectionError, Event, EventLoop, Message, RequestError, SessionOptions,
+    Ack, Client, ConnAck, ConnectionError, Event, EventLoop, Message, RequestError, SessionOptions,
     open, publish_packet_size,
 };
 pub use config::{ConfigError, MqttConfig, Protocol};
