@@ -169,17 +169,48 @@ pub async fn take_newest(conn: &mut PgConnection, locked: &[LockedRow]) -> sqlx:
 }
 
 /// Marks rows delivered, each with the time its PUBACK arrived (also a
-/// row superseded while it was in flight: it did reach the broker).
+/// row superseded while it was in flight: it did reach the broker), and,
+/// for each row not delivered before, fills in `delivered_at` of the
+/// change it carries in the desired history and writes its `delivered`
+/// event: the relay is the one writer of deliveries, so the rule lives in
+/// its statement (a statement-level trigger planned its two joins on
+/// every call, most of a small batch's cost).
 pub async fn mark_delivered(
     conn: &mut PgConnection,
     acked: &[(i64, DateTime<Utc>)],
 ) -> sqlx::Result<()> {
     let (ids, times): (Vec<i64>, Vec<DateTime<Utc>>) = acked.iter().copied().unzip();
     sqlx::query!(
-        "UPDATE outbox o
-         SET status = 'delivered', delivered_at = a.acked_at, attempts = o.attempts + 1
-         FROM unnest($1::bigint[], $2::timestamptz[]) AS a(id, acked_at)
-         WHERE o.id = a.id",
+        "WITH acked AS (
+           SELECT a.id, a.acked_at, before.status AS was
+           FROM unnest($1::bigint[], $2::timestamptz[]) AS a(id, acked_at)
+           JOIN outbox before ON before.id = a.id
+         ), delivered AS (
+           UPDATE outbox o
+           SET status = 'delivered', delivered_at = a.acked_at, attempts = o.attempts + 1
+           FROM acked a
+           WHERE o.id = a.id
+           RETURNING o.id, o.tenant_id, o.device_id, o.version, o.kind, o.delivered_at, a.was
+         ), first_time AS (
+           SELECT * FROM delivered WHERE was <> 'delivered'
+         ), history AS (
+           UPDATE desired_history h SET delivered_at = d.delivered_at
+           FROM (SELECT h2.id, n.delivered_at
+                 FROM first_time n
+                 JOIN desired_history h2
+                   ON h2.tenant_id = n.tenant_id AND h2.device_id = n.device_id
+                  AND h2.version = n.version
+                  AND (h2.change = 'decommission') = (n.kind = 'clear')
+                 WHERE h2.delivered_at IS NULL
+                 ORDER BY h2.id
+                 FOR UPDATE OF h2) d
+           WHERE h.id = d.id
+         )
+         INSERT INTO events (tenant_id, event, device_id, version, at, data)
+         SELECT tenant_id, 'delivered', device_id, version, delivered_at,
+                jsonb_build_object('outbox_id', id, 'kind', kind)
+         FROM first_time
+         ORDER BY id",
         &ids,
         &times
     )
@@ -214,7 +245,8 @@ pub async fn mark_interrupted(
 /// and the row either waits for its next attempt or, after
 /// `max_attempts`, is `dead`, as the refusal backoff says
 /// ([`shadowbox_core::backoff`] states the schedule; this statement
-/// computes it). Returns how many rows became dead.
+/// computes it), with a `dead` event for each row that became dead.
+/// Returns how many rows became dead.
 pub async fn mark_failed(
     conn: &mut PgConnection,
     ids: &[i64],
@@ -230,7 +262,16 @@ pub async fn mark_failed(
              next_attempt_at = now() + make_interval(secs =>
                least($4, $3 * power(2, least(attempts, 30))) * (0.5 + random() / 2))
            WHERE id = ANY($1) AND status = 'pending'
-           RETURNING status)
+           RETURNING id, tenant_id, device_id, version, kind, status, attempts, last_error
+         ), evented AS (
+           INSERT INTO events (tenant_id, event, device_id, version, at, data)
+           SELECT tenant_id, 'dead', device_id, version, now(),
+                  jsonb_build_object('outbox_id', id, 'kind', kind,
+                                     'attempts', attempts, 'last_error', last_error)
+           FROM failed
+           WHERE status = 'dead'
+           ORDER BY id
+         )
          SELECT count(*) FILTER (WHERE status = 'dead') AS "dead!" FROM failed"#,
         ids,
         error,
