@@ -1,8 +1,9 @@
 //! The event stream's reads. Events are written in the transactions that
-//! make them: by the triggers of the migration `events` (desired changes,
-//! deliveries), by the ingester's statement ([`crate::reported`]: applied,
-//! rejected) and by rollouts through [`record_rollout`]; this module reads
-//! them in commit order.
+//! make them: by the trigger of the migration `events` (desired changes),
+//! by the relay's statements ([`crate::relay`]: delivered, dead), by the
+//! ingester's statement ([`crate::reported`]: applied, rejected) and by
+//! rollouts through [`record_rollout`]; this module reads them in commit
+//! order.
 //!
 //! A read returns only events of transactions below the snapshot's xmin
 //! horizon (all finished), ordered by `(xid, seq)`: a transaction that

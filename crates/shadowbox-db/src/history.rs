@@ -1,8 +1,8 @@
 //! Desired history: one row per desired change, with who made it, written
 //! by the transaction that makes the change ([`crate::changes`]). When the change
-//! was delivered is filled in by the trigger of the migration
-//! `desired_history` as the relay writes (so its batch statements stay
-//! set-based), when it was applied or refused by the ingester's statement
+//! was delivered is filled in by the relay's statement
+//! ([`crate::relay::mark_delivered`], the one writer of deliveries), when
+//! it was applied or refused by the ingester's statement
 //! ([`crate::reported`], the one writer of reported state).
 
 use chrono::{DateTime, Utc};

@@ -233,7 +233,7 @@ impl Acks {
             return;
         }
         let ready = current.unacked.ready(message.seq, message.message);
-        current.due.extend(ready.iter().map(Message::ack));
+        current.due.extend(ready.iter().filter_map(Message::ack));
         current.hand_over(ACKS_HANDED);
     }
 

@@ -110,24 +110,22 @@ impl Message {
         }
     }
 
-    /// What acknowledging it takes, without its topic and payload.
-    pub fn ack(&self) -> Ack {
-        match &*self.raw {
-            RawPublish::V311(p) => Ack {
-                pkid: p.pkid,
-                qos: AckQos::V311(p.qos),
-            },
-            RawPublish::V5(p) => Ack {
-                pkid: p.pkid,
-                qos: AckQos::V5(p.qos),
-            },
-        }
+    /// What acknowledging it takes, without its topic and payload; `None`
+    /// for a QoS 0 message, which is owed no acknowledgement.
+    pub fn ack(&self) -> Option<Ack> {
+        let (pkid, qos) = match &*self.raw {
+            RawPublish::V311(p) if p.qos != QoS::AtMostOnce => (p.pkid, AckQos::V311(p.qos)),
+            RawPublish::V5(p) if p.qos != V5QoS::AtMostOnce => (p.pkid, AckQos::V5(p.qos)),
+            _ => return None,
+        };
+        Some(Ack { pkid, qos })
     }
 }
 
-/// The acknowledgement a received message is owed (with manual acks): its
-/// packet id and QoS, a few bytes, so a long line of acks waiting for the
-/// event loop holds no payloads.
+/// The acknowledgement a received QoS 1 or 2 message is owed (with manual
+/// acks): its packet id and QoS, a few bytes, so a long line of acks
+/// waiting for the event loop holds no payloads. Each one queued yields
+/// one [`Event::AckSent`] when it goes out.
 #[derive(Debug, Clone, Copy)]
 pub struct Ack {
     pkid: u16,
@@ -163,11 +161,12 @@ pub enum Event {
     /// The broker's answer to a SUBSCRIBE: per filter, `Err` names why it
     /// was refused.
     Subscribed(Vec<Result<(), String>>),
-    /// One of our acknowledgements (PUBACK) went out.
+    /// One of our acknowledgements went out (a PUBACK, or the PUBREC of a
+    /// QoS 2 message).
     AckSent,
     /// Our DISCONNECT went out.
     DisconnectSent,
-    /// Anything else (pings, our own acks, ...).
+    /// Anything else (pings, ...).
     Other,
 }
 
@@ -539,7 +538,7 @@ fn from_outgoing(outgoing: Outgoing) -> Event {
     match outgoing {
         Outgoing::Publish(pkid) => Event::PublishSent(pkid),
         Outgoing::AwaitAck(pkid) => Event::PacketIdInUse(pkid),
-        Outgoing::PubAck(_) => Event::AckSent,
+        Outgoing::PubAck(_) | Outgoing::PubRec(_) => Event::AckSent,
         Outgoing::Disconnect => Event::DisconnectSent,
         _ => Event::Other,
     }
@@ -609,6 +608,25 @@ mod tests {
                 v5.size(),
                 "5, {len}"
             );
+        }
+    }
+
+    #[test]
+    fn a_message_is_owed_an_ack_that_yields_one_ack_sent_unless_it_is_qos_0() {
+        let received = |qos| {
+            let mut publish = rumqttc::Publish::new("t", qos, vec![1]);
+            publish.pkid = 7;
+            match from_v311(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) {
+                Event::Message(message) => message,
+                other => panic!("not a message: {other:?}"),
+            }
+        };
+        assert!(received(QoS::AtMostOnce).ack().is_none());
+        assert_eq!(received(QoS::AtLeastOnce).ack().map(|a| a.pkid), Some(7));
+        assert_eq!(received(QoS::ExactlyOnce).ack().map(|a| a.pkid), Some(7));
+        // What rumqttc reports when it sends each kind of ack.
+        for sent in [Outgoing::PubAck(7), Outgoing::PubRec(7)] {
+            assert!(matches!(from_outgoing(sent), Event::AckSent));
         }
     }
 
