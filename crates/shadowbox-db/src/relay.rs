@@ -169,34 +169,28 @@ pub async fn take_newest(conn: &mut PgConnection, locked: &[LockedRow]) -> sqlx:
 }
 
 /// Marks rows delivered, each with the time its PUBACK arrived (also a
-/// row superseded while it was in flight: it did reach the broker), and,
-/// for each row not delivered before, fills in `delivered_at` of the
-/// change it carries in the desired history and writes its `delivered`
-/// event: the relay is the one writer of deliveries, so the rule lives in
-/// its statement (a statement-level trigger planned its two joins on
-/// every call, most of a small batch's cost).
+/// row superseded while it was in flight: it did reach the broker; a row
+/// already delivered keeps its first PUBACK), fills in `delivered_at` of
+/// the change each carries in the desired history and writes its
+/// `delivered` event: the relay is the one writer of deliveries, so the
+/// rule lives in its statement (a statement-level trigger planned its
+/// two joins on every call, most of a small batch's cost).
 pub async fn mark_delivered(
     conn: &mut PgConnection,
     acked: &[(i64, DateTime<Utc>)],
 ) -> sqlx::Result<()> {
     let (ids, times): (Vec<i64>, Vec<DateTime<Utc>>) = acked.iter().copied().unzip();
     sqlx::query!(
-        "WITH acked AS (
-           SELECT a.id, a.acked_at, before.status AS was
-           FROM unnest($1::bigint[], $2::timestamptz[]) AS a(id, acked_at)
-           JOIN outbox before ON before.id = a.id
-         ), delivered AS (
+        "WITH delivered AS (
            UPDATE outbox o
            SET status = 'delivered', delivered_at = a.acked_at, attempts = o.attempts + 1
-           FROM acked a
-           WHERE o.id = a.id
-           RETURNING o.id, o.tenant_id, o.device_id, o.version, o.kind, o.delivered_at, a.was
-         ), first_time AS (
-           SELECT * FROM delivered WHERE was <> 'delivered'
+           FROM unnest($1::bigint[], $2::timestamptz[]) AS a(id, acked_at)
+           WHERE o.id = a.id AND o.status <> 'delivered'
+           RETURNING o.id, o.tenant_id, o.device_id, o.version, o.kind, o.delivered_at
          ), history AS (
            UPDATE desired_history h SET delivered_at = d.delivered_at
            FROM (SELECT h2.id, n.delivered_at
-                 FROM first_time n
+                 FROM delivered n
                  JOIN desired_history h2
                    ON h2.tenant_id = n.tenant_id AND h2.device_id = n.device_id
                   AND h2.version = n.version
@@ -209,7 +203,7 @@ pub async fn mark_delivered(
          INSERT INTO events (tenant_id, event, device_id, version, at, data)
          SELECT tenant_id, 'delivered', device_id, version, delivered_at,
                 jsonb_build_object('outbox_id', id, 'kind', kind)
-         FROM first_time
+         FROM delivered
          ORDER BY id",
         &ids,
         &times

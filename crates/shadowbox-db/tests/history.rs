@@ -181,6 +181,25 @@ async fn delivery_and_application_are_filled_in_when_they_happen() {
     let acked: Vec<_> = claim.rows.iter().map(|r| (r.id, acked_at)).collect();
     relay::mark_delivered(&mut tx, &acked).await.unwrap();
     tx.commit().await.unwrap();
+    // A repeated PUBACK of a delivered row changes nothing: the first one
+    // is the delivery.
+    let again: Vec<_> = acked.iter().map(|&(id, _)| (id, Utc::now())).collect();
+    let mut conn = db.pool.acquire().await.unwrap();
+    relay::mark_delivered(&mut conn, &again).await.unwrap();
+    let (outbox_delivered_at, attempts): (Option<chrono::DateTime<Utc>>, i32) =
+        sqlx::query_as("SELECT delivered_at, attempts FROM outbox WHERE id = $1")
+            .bind(acked[0].0)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!((outbox_delivered_at, attempts), (Some(acked_at), 1));
+    let delivered_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event = 'delivered'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(delivered_events, 1);
+    drop(conn);
 
     // The device refuses version 3, then reports version 2, then 3; a
     // repeat of 3 changes nothing.

@@ -54,8 +54,8 @@ use crate::metrics::IngestMetrics;
 const REQUEST_CAPACITY: usize = 1 << 20;
 
 /// Acks in the client's request queue at once; the rest wait in
-/// [`Current::due`], a few bytes each. Enough that the queue never runs dry between two of
-/// the polling task's turns.
+/// [`Current::due`], a few bytes each. Enough that the queue never runs
+/// dry between two of the polling task's turns.
 const ACKS_HANDED: usize = 256;
 
 /// The largest packet accepted: the MQTT maximum. A larger packet drops
